@@ -1,0 +1,1 @@
+"""prefexp: preference-optimisation experiments."""

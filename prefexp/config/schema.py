@@ -1,0 +1,134 @@
+"""Structured-config schemas: one dataclass per config group, registered in Hydra's ConfigStore.
+
+``conf/train.yaml`` extends ``train_schema`` first, so every group option is merged into a typed
+node: an unknown key or a value of the wrong type fails at composition time with Hydra's message
+naming the full key. Semantic checks (ranges, cross-field rules) live in ``validate.py``.
+The ``loss`` node is free-form: its keys are the chosen loss class's keyword arguments, checked by
+instantiating the loss once at the entry point.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Optional
+
+from hydra.core.config_store import ConfigStore
+from omegaconf import MISSING
+
+
+@dataclass
+class SandboxModelSpec:
+    """Tiny Llama built and SFT-trained by the project itself (see prefexp.sandbox.model)."""
+
+    hidden_size: int = 64
+    num_layers: int = 2
+    num_heads: int = 4
+    intermediate_size: int = 256
+    max_length: int = 96
+    sft_steps: int = 600
+    sft_batch_size: int = 64
+    learning_rate: float = 3e-3
+    seed: int = 0
+    num_prompts: int = 3000
+
+
+@dataclass
+class ModelConfig:
+    # "sandbox" builds (or reuses) the cached sandbox model; anything else goes to from_pretrained.
+    name_or_path: str = MISSING
+    dtype: str = "float32"  # float32 | bfloat16 | float16
+    trust_remote_code: bool = False
+    sandbox: SandboxModelSpec = field(default_factory=SandboxModelSpec)
+
+
+@dataclass
+class SandboxDataSpec:
+    num_prompts: int = 2000
+    seed: int = 0
+    responses_per_prompt: int = 4
+    rater_noise: float = 0.75
+    length_bias: float = 0.3
+    pair_rule: str = "best_vs_random"
+
+
+@dataclass
+class DatasetConfig:
+    source: str = MISSING  # sandbox | hf | jsonl
+    path: Optional[str] = None  # hub name, local dataset folder, or .jsonl file
+    split: str = "train"
+    max_rows: Optional[int] = None
+    on_invalid: str = "error"  # error | skip
+    max_length: int = 512
+    max_prompt_length: int = 256
+    score_min: float = 1.0  # rating scale, used to check tau's range
+    score_max: float = 10.0
+    sandbox: SandboxDataSpec = field(default_factory=SandboxDataSpec)
+
+
+@dataclass
+class RouterConfig:
+    name: str = "none"  # none | threshold
+    metric: str = "rating"  # rating: score_chosen - score_rejected
+
+
+@dataclass
+class CurriculumConfig:
+    order: str = "none"  # none (seeded shuffle) | easy_to_hard | hard_to_easy
+
+
+@dataclass
+class TrainerConfig:
+    max_steps: int = -1  # caps the run; -1 = num_epochs over the data
+    num_epochs: float = 1.0
+    per_device_batch_size: int = 8
+    gradient_accumulation_steps: int = 1
+    learning_rate: float = 5e-4
+    lr_scheduler: str = "cosine"
+    warmup_ratio: float = 0.1
+    weight_decay: float = 0.0
+    max_grad_norm: float = 1.0
+    precision: str = "fp32"  # fp32 | bf16 | fp16
+    gradient_checkpointing: bool = False
+    logging_steps: int = 5
+    save_steps: int = 200
+    save_total_limit: int = 2
+    resume: str = "auto"  # auto (resume from the last checkpoint in the run dir) | never
+    reference_batch_size: int = 32
+    num_threads: Optional[int] = None  # torch CPU threads; None = torch's default
+
+
+@dataclass
+class LoggerConfig:
+    backend: str = "wandb"  # wandb | none
+    mode: str = "offline"  # offline | online | disabled
+    project: str = "prefexp"
+    entity: Optional[str] = None
+    group: Optional[str] = None
+    tags: list[str] = field(default_factory=list)
+
+
+@dataclass
+class PathsConfig:
+    root_dir: str = MISSING
+    cache_dir: str = MISSING
+    run_dir: str = MISSING
+
+
+@dataclass
+class TrainConfig:
+    model: ModelConfig = MISSING
+    dataset: DatasetConfig = MISSING
+    loss: Any = MISSING
+    router: RouterConfig = MISSING
+    curriculum: CurriculumConfig = MISSING
+    trainer: TrainerConfig = MISSING
+    logger: LoggerConfig = MISSING
+    paths: PathsConfig = MISSING
+    tau: float = 0.5
+    seed: int = 0
+    dry_run: bool = False
+    local: Any = None
+
+
+def register_schemas() -> None:
+    cs = ConfigStore.instance()
+    cs.store(name="train_schema", node=TrainConfig)

@@ -1,0 +1,65 @@
+"""Where preference rows come from: the built-in sandbox, the Hugging Face hub, a JSONL file."""
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+from ..config.schema import DatasetConfig
+
+log = logging.getLogger(__name__)
+
+
+def describe(cfg: DatasetConfig) -> str:
+    return "sandbox" if cfg.source == "sandbox" else str(cfg.path)
+
+
+def load_jsonl(path: str | Path) -> list[dict]:
+    rows = []
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"dataset.path={str(path)!r} does not exist")
+    with path.open() as f:
+        for lineno, line in enumerate(f):
+            if not line.strip():
+                continue
+            try:
+                rows.append(json.loads(line))
+            except json.JSONDecodeError as exc:
+                raise ValueError(f"{path}, line {lineno + 1}: not valid JSON ({exc.msg})") from None
+    return rows
+
+
+def load_hf(path: str, split: str) -> list[dict]:
+    """Load through ``datasets.load_dataset``: a hub name, or a local folder / data file."""
+    import datasets
+
+    local = Path(path)
+    if local.is_dir() and not (local / "dataset_info.json").exists():
+        # A folder of data files, e.g. <dir>/<split>.jsonl or <dir>/<split>-*.parquet: let datasets
+        # resolve splits from file names exactly as it does for a hub repo.
+        ds = datasets.load_dataset(str(local), split=split)
+    elif local.is_file():
+        suffixes = [x for x in local.suffixes if x not in (".gz", ".bz2", ".xz", ".zst")]
+        kind = "json" if suffixes and suffixes[-1] in (".json", ".jsonl") else suffixes[-1].lstrip(".")
+        ds = datasets.load_dataset(kind, data_files={split: str(local)}, split=split)
+    else:
+        ds = datasets.load_dataset(path, split=split)
+    return [dict(r) for r in ds]
+
+
+def load_rows(cfg: DatasetConfig) -> list[dict]:
+    if cfg.source == "sandbox":
+        from ..sandbox.data import build_sandbox_rows
+
+        s = cfg.sandbox
+        rows = build_sandbox_rows(num_prompts=s.num_prompts, seed=s.seed, responses_per_prompt=s.responses_per_prompt,
+                                  rater_noise=s.rater_noise, length_bias=s.length_bias, pair_rule=s.pair_rule)
+    elif cfg.source == "jsonl":
+        rows = load_jsonl(cfg.path)
+    else:
+        rows = load_hf(cfg.path, cfg.split)
+    if cfg.max_rows is not None:
+        rows = rows[: cfg.max_rows]
+    log.info("loaded %d rows from %s", len(rows), describe(cfg))
+    return rows

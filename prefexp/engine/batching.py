@@ -1,0 +1,38 @@
+"""Collate pairs into one concatenated batch: chosen rows first, then rejected rows.
+
+A single forward over [2B, T] serves both responses (the usual DPO trick: one pass, one set of
+activations for the backward). ``response_mask`` marks the response tokens whose log-probs count;
+prompt and padding are 0.
+"""
+from __future__ import annotations
+
+from typing import Sequence
+
+import torch
+
+PASSTHROUGH_FLOAT = ("reference_chosen_logps", "reference_rejected_logps", "margins")
+
+
+class PairCollator:
+    def __init__(self, pad_token_id: int):
+        self.pad_token_id = pad_token_id
+
+    def __call__(self, examples: Sequence[dict]) -> dict[str, torch.Tensor]:
+        rows = [e["prompt_ids"] + e["chosen_ids"] for e in examples] + [e["prompt_ids"] + e["rejected_ids"] for e in examples]
+        starts = [len(e["prompt_ids"]) for e in examples] * 2
+        width = max(len(r) for r in rows)
+        input_ids = torch.full((len(rows), width), self.pad_token_id, dtype=torch.long)  # [2B, T]
+        attention_mask = torch.zeros((len(rows), width), dtype=torch.long)  # [2B, T]
+        response_mask = torch.zeros((len(rows), width), dtype=torch.bool)  # [2B, T]
+        for i, (row, start) in enumerate(zip(rows, starts)):
+            input_ids[i, : len(row)] = torch.tensor(row)
+            attention_mask[i, : len(row)] = 1
+            response_mask[i, start: len(row)] = True
+        batch = {"input_ids": input_ids, "attention_mask": attention_mask, "response_mask": response_mask,
+                 "index": torch.tensor([e["index"] for e in examples])}
+        for key in PASSTHROUGH_FLOAT:
+            if key in examples[0]:
+                batch[key] = torch.tensor([float(e[key]) for e in examples], dtype=torch.float32)
+        if "difficult" in examples[0]:
+            batch["difficult"] = torch.tensor([bool(e["difficult"]) for e in examples])
+        return batch

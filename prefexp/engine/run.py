@@ -1,0 +1,138 @@
+"""The training pipeline: validated settings in, a run directory of artifacts out.
+
+config -> rows -> pairs -> margins / routing plan / order -> tokens -> reference log-probs
+-> Trainer -> checkpoint + manifest (+ W&B offline run). Only typed settings come in here.
+"""
+from __future__ import annotations
+
+import hashlib
+import logging
+from dataclasses import asdict
+from pathlib import Path
+
+from ..config.schema import TrainConfig
+from ..config.validate import Settings
+from ..data.records import to_pairs
+from ..data.sources import describe, load_rows
+from ..difficulty.plan import make_plan, rating_margins, write_plan
+
+log = logging.getLogger(__name__)
+
+
+def resolve_model_path(c: TrainConfig) -> str:
+    if c.model.name_or_path != "sandbox":
+        return c.model.name_or_path
+    from ..sandbox.model import ensure_sandbox_model
+
+    return str(ensure_sandbox_model(Path(c.paths.cache_dir), **asdict(c.model.sandbox)))
+
+
+def plan_data(settings: Settings, run_dir: Path):
+    """Load, validate, score and order the data; write routing_plan.jsonl. No model needed."""
+    c, loss = settings.config, settings.loss
+    needs_rating = c.router.name != "none" or c.curriculum.order != "none" or loss.needs_margins
+    pairs = to_pairs(load_rows(c.dataset), describe(c.dataset), c.dataset.on_invalid, require_scores=needs_rating)
+    margins = rating_margins(pairs)
+    branch = getattr(loss, "preference_branch", settings.loss_name)
+    plan = make_plan(pairs, margins, c.router.name, c.tau, c.curriculum.order, c.seed, branch, loss.routes_pairs)
+    write_plan(plan, run_dir / "routing_plan.jsonl", c.router.metric)
+    n_difficult = sum(e.difficult for e in plan)
+    log.info("routing plan: %d pairs, %d difficult (margin < tau=%g), order=%s", len(plan), n_difficult, c.tau,
+             c.curriculum.order)
+    by_index = {p.index: p for p in pairs}
+    return [by_index[e.index] for e in plan], plan
+
+
+def config_hash(resolved: dict) -> str:
+    import json
+
+    keep = {k: v for k, v in resolved.items() if k not in ("paths", "hydra", "logger")}
+    return hashlib.sha256(json.dumps(keep, sort_keys=True, default=str).encode()).hexdigest()[:12]
+
+
+def train(settings: Settings, resolved: dict, run_dir: Path) -> Path | None:
+    """Run the whole job; returns the final checkpoint dir (None for a dry run)."""
+    c, loss = settings.config, settings.loss
+    run_dir.mkdir(parents=True, exist_ok=True)
+    ordered_pairs, plan = plan_data(settings, run_dir)
+    if c.dry_run:
+        log.info("dry_run=true: routing plan written to %s; no training", run_dir / "routing_plan.jsonl")
+        return None
+
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer, TrainingArguments, set_seed
+    from transformers.trainer_utils import get_last_checkpoint
+
+    from .artifacts import MetricsFileCallback, write_manifest
+    from .batching import PairCollator
+    from .reference import cached_reference_logps
+    from .tokenize import ensure_chat_template, tokenize_pairs
+    from .trainer import PreferenceTrainer
+
+    if c.trainer.num_threads is not None:
+        torch.set_num_threads(c.trainer.num_threads)
+    set_seed(c.seed)
+    model_path = resolve_model_path(c)
+    tokenizer = AutoTokenizer.from_pretrained(model_path, trust_remote_code=c.model.trust_remote_code)
+    ensure_chat_template(tokenizer)
+    examples, _ = tokenize_pairs(ordered_pairs, tokenizer, c.dataset.max_length, c.dataset.max_prompt_length)
+    for example, entry in zip(examples, plan):
+        example["margins"] = entry.margin if entry.margin is not None else float("nan")
+        example["difficult"] = entry.difficult
+
+    dtype = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}[c.model.dtype]
+
+    def load_model():
+        return AutoModelForCausalLM.from_pretrained(model_path, dtype=dtype, trust_remote_code=c.model.trust_remote_code)
+
+    if loss.needs_reference:
+        ref = cached_reference_logps(load_model, model_path, examples, tokenizer.pad_token_id,
+                                     c.trainer.reference_batch_size, Path(c.paths.cache_dir))
+        for example in examples:
+            example["reference_chosen_logps"], example["reference_rejected_logps"] = ref[example["index"]]
+
+    t = c.trainer
+    use_wandb = c.logger.backend == "wandb" and c.logger.mode != "disabled"
+    args = TrainingArguments(
+        output_dir=str(run_dir / "checkpoints"),
+        max_steps=t.max_steps,
+        num_train_epochs=t.num_epochs,
+        per_device_train_batch_size=t.per_device_batch_size,
+        gradient_accumulation_steps=t.gradient_accumulation_steps,
+        learning_rate=t.learning_rate,
+        lr_scheduler_type=t.lr_scheduler,
+        warmup_ratio=t.warmup_ratio,
+        weight_decay=t.weight_decay,
+        max_grad_norm=t.max_grad_norm,
+        bf16=t.precision == "bf16",
+        fp16=t.precision == "fp16",
+        gradient_checkpointing=t.gradient_checkpointing,
+        logging_steps=t.logging_steps,
+        logging_first_step=True,
+        save_strategy="steps",
+        save_steps=t.save_steps,
+        save_total_limit=t.save_total_limit,
+        train_sampling_strategy="sequential",  # the plan's order is the curriculum
+        remove_unused_columns=False,
+        report_to=["wandb"] if use_wandb else "none",
+        seed=c.seed,
+        disable_tqdm=None,
+    )
+    model = load_model()
+    trainer = PreferenceTrainer(model=model, args=args, train_dataset=examples,
+                                data_collator=PairCollator(tokenizer.pad_token_id), processing_class=tokenizer,
+                                preference_loss=loss, callbacks=[MetricsFileCallback(run_dir / "metrics.jsonl")])
+    last = get_last_checkpoint(args.output_dir) if t.resume == "auto" and Path(args.output_dir).is_dir() else None
+    if last:
+        log.info("resuming from %s", last)
+    trainer.train(resume_from_checkpoint=last)
+
+    final = run_dir / "checkpoint"
+    trainer.save_model(str(final))
+    if trainer.is_world_process_zero():
+        tokenizer.save_pretrained(str(final))
+        write_manifest(final, base_model=c.model.name_or_path if c.model.name_or_path != "sandbox" else model_path,
+                       reference_model=model_path, loss=settings.loss_name, config_hash=config_hash(resolved),
+                       step=trainer.state.global_step, chat_template=tokenizer.chat_template, run_dir=run_dir)
+        log.info("final checkpoint: %s (step %d)", final, trainer.state.global_step)
+    return final

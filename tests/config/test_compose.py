@@ -1,0 +1,86 @@
+"""Compose every option of every config group, and reject bad configs by name."""
+from __future__ import annotations
+
+import pytest
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import OmegaConf
+
+from prefexp.config import CONFIG_DIR
+from prefexp.config.validate import ConfigError, validate
+from tests.conftest import compose
+
+GROUPS = ["model", "dataset", "loss", "router", "curriculum", "trainer", "logger", "paths", "experiment", "debug"]
+
+
+def options(group: str) -> list[str]:
+    return sorted(p.relative_to(CONFIG_DIR / group).with_suffix("").as_posix()
+                  for p in (CONFIG_DIR / group).rglob("*.yaml"))
+
+
+ALL = [(g, o) for g in GROUPS for o in options(g)]
+
+
+def test_every_group_has_options():
+    counts = {g: len(options(g)) for g in GROUPS}
+    assert all(n >= 1 for n in counts.values()), counts
+    assert len(ALL) == sum(counts.values())
+    assert counts["curriculum"] == 3 and counts["router"] >= 2 and counts["loss"] >= 3
+
+
+def _required(group: str, option: str) -> list[str]:
+    extra = []
+    if (group, option) == ("model", "hf"):
+        extra.append("model.name_or_path=some/model")
+    if (group, option) == ("dataset", "jsonl"):
+        extra.append("dataset.path=/tmp/x.jsonl")
+    return extra
+
+
+@pytest.mark.parametrize("group,option", ALL, ids=[f"{g}={o}" for g, o in ALL])
+def test_option_composes_and_validates(group, option):
+    cfg = compose([f"{group}={option}", *_required(group, option)])
+    HydraConfig.instance().set_config(cfg)
+    settings = validate(cfg)
+    assert OmegaConf.select(cfg, group) is not None or group in ("experiment", "debug")
+    assert callable(settings.loss)
+
+
+def test_tau_out_of_range_names_key_value_and_fix():
+    cfg = compose(["tau=-3"])
+    HydraConfig.instance().set_config(cfg)
+    with pytest.raises(ConfigError) as err:
+        validate(cfg)
+    assert "tau=-3.0" in str(err.value) and "pass e.g. tau=0.5" in str(err.value)
+
+
+def test_unknown_key_fails_at_compose():
+    with pytest.raises(Exception, match="foo"):
+        compose(["trainer.foo=1"])
+
+
+def test_unknown_loss_lists_options():
+    with pytest.raises(Exception, match="Available options in 'loss'"):
+        compose(["loss=not_a_loss"])
+
+
+def test_unknown_loss_hyperparameter_named():
+    cfg = compose(["+loss.gamma=1", "loss=dpo"])
+    HydraConfig.instance().set_config(cfg)
+    with pytest.raises(ConfigError, match=r"loss.gamma: unknown hyperparameter"):
+        validate(cfg)
+
+
+def test_ignored_tau_is_a_warning_not_an_error():
+    cfg = compose(["loss=dpo", "router=none"])
+    HydraConfig.instance().set_config(cfg)
+    settings = validate(cfg)
+    assert any("tau=0.5 is ignored" in w for w in settings.warnings)
+    cfg = compose(["loss=mixdpo"])
+    HydraConfig.instance().set_config(cfg)
+    assert validate(cfg).warnings == []
+
+
+def test_mixdpo_tau_follows_top_level_tau():
+    cfg = compose(["tau=1.5"])
+    HydraConfig.instance().set_config(cfg)
+    assert validate(cfg).loss.tau == 1.5
