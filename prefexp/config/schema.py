@@ -88,6 +88,7 @@ class TrainerConfig:
     max_grad_norm: float = 1.0
     precision: str = "fp32"  # fp32 | bf16 | fp16
     gradient_checkpointing: bool = False
+    disable_dropout: bool = True
     logging_steps: int = 5
     save_steps: int = 200
     save_total_limit: int = 2

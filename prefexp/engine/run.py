@@ -6,6 +6,7 @@ config -> rows -> pairs -> margins / routing plan / order -> tokens -> reference
 from __future__ import annotations
 
 import hashlib
+import sys
 import logging
 from dataclasses import asdict
 from pathlib import Path
@@ -101,7 +102,7 @@ def train(settings: Settings, resolved: dict, run_dir: Path) -> Path | None:
         gradient_accumulation_steps=t.gradient_accumulation_steps,
         learning_rate=t.learning_rate,
         lr_scheduler_type=t.lr_scheduler,
-        warmup_ratio=t.warmup_ratio,
+        warmup_steps=t.warmup_ratio,  # a float < 1 is a fraction of the total steps in transformers 5
         weight_decay=t.weight_decay,
         max_grad_norm=t.max_grad_norm,
         bf16=t.precision == "bf16",
@@ -116,9 +117,13 @@ def train(settings: Settings, resolved: dict, run_dir: Path) -> Path | None:
         remove_unused_columns=False,
         report_to=["wandb"] if use_wandb else "none",
         seed=c.seed,
-        disable_tqdm=None,
+        disable_tqdm=not sys.stderr.isatty(),  # progress bar only on a terminal
     )
     model = load_model()
+    if t.disable_dropout:  # as TRL: dropout makes policy != reference at step 0 and noises the log-ratios
+        for module in model.modules():
+            if isinstance(module, torch.nn.Dropout):
+                module.p = 0.0
     trainer = PreferenceTrainer(model=model, args=args, train_dataset=examples,
                                 data_collator=PairCollator(tokenizer.pad_token_id), processing_class=tokenizer,
                                 preference_loss=loss, callbacks=[MetricsFileCallback(run_dir / "metrics.jsonl")])
