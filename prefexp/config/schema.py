@@ -66,8 +66,16 @@ class DatasetConfig:
 
 @dataclass
 class RouterConfig:
-    name: str = "none"  # none | threshold
-    metric: str = "rating"  # rating: score_chosen - score_rejected
+    name: str = "none"  # none | threshold | quantile | band (see prefexp.difficulty.router)
+    # rating: score_chosen - score_rejected; reward_model: r(chosen) - r(rejected) of a trained
+    # reward model; reference_logp: length-normalised log-prob gap under the reference model
+    metric: str = "rating"
+    band_low: Optional[float] = None
+    band_high: Optional[float] = None
+    on_selected: str = "route"  # route | preference | discard | weight
+    on_rest: str = "preference"
+    selected_weight: float = 1.0
+    rest_weight: float = 1.0
 
 
 @dataclass

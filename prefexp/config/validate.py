@@ -19,8 +19,9 @@ from .schema import TrainConfig
 
 log = logging.getLogger(__name__)
 
-ROUTERS = ("none", "threshold")
-METRICS = ("rating",)
+ROUTERS = ("none", "threshold", "quantile", "band")
+METRICS = ("rating", "reward_model", "reference_logp")
+ACTIONS = ("route", "preference", "discard", "weight")
 ORDERS = ("none", "easy_to_hard", "hard_to_easy")
 SOURCES = ("sandbox", "hf", "jsonl")
 PRECISIONS = ("fp32", "bf16", "fp16")
@@ -67,6 +68,27 @@ def _check_loss_keys(loss_cfg: DictConfig, errors: list[str]) -> None:
             errors.append(f"loss.{key}: unknown hyperparameter for {target.rsplit('.', 1)[-1]}; accepted keys: {accepted}")
 
 
+def _check_tau(c: TrainConfig, errors: list[str]) -> None:
+    r = c.router
+    if not math.isfinite(c.tau):
+        errors.append(f"tau={c.tau} must be a finite number")
+    elif r.name == "quantile":
+        if not 0 < c.tau < 1:
+            errors.append(f"tau={c.tau} is outside (0, 1) (the fraction of hardest pairs, used by router=quantile); pass e.g. tau=0.1")
+    elif r.metric == "rating":
+        span = c.dataset.score_max - c.dataset.score_min
+        if not 0 <= c.tau <= span:
+            errors.append(
+                f"tau={c.tau} is outside [0, {span:g}] (the rating margin range of dataset scores "
+                f"{c.dataset.score_min:g}-{c.dataset.score_max:g}, used by router={r.name}); pass e.g. tau=0.5"
+            )
+    if r.name == "band":
+        if r.band_low is None or r.band_high is None:
+            errors.append("router.band_low and router.band_high are required for router=band; pass e.g. router.band_low=0.5 router.band_high=3")
+        elif r.band_low > r.band_high:
+            errors.append(f"router.band_low={r.band_low} > router.band_high={r.band_high}; the band must have low <= high")
+
+
 def validate(cfg: DictConfig) -> Settings:
     """Check ``cfg`` and build the loss. Raises :class:`ConfigError` listing every problem."""
     from hydra.utils import instantiate
@@ -100,12 +122,9 @@ def validate(cfg: DictConfig) -> Settings:
     if c.trainer.max_steps == 0 or c.trainer.max_steps < -1:
         errors.append(f"trainer.max_steps={c.trainer.max_steps} must be -1 (no cap) or >= 1")
 
-    span = c.dataset.score_max - c.dataset.score_min
-    if not math.isfinite(c.tau) or not 0 <= c.tau <= span:
-        errors.append(
-            f"tau={c.tau} is outside [0, {span:g}] (the rating margin range of dataset scores "
-            f"{c.dataset.score_min:g}-{c.dataset.score_max:g}, used by router={c.router.name}); pass e.g. tau=0.5"
-        )
+    one_of("router.on_selected", c.router.on_selected, ACTIONS)
+    one_of("router.on_rest", c.router.on_rest, ACTIONS)
+    _check_tau(c, errors)
 
     _check_loss_keys(cfg.loss, errors)
     loss = None
@@ -117,10 +136,17 @@ def validate(cfg: DictConfig) -> Settings:
             errors.append(f"loss: {cause}")
 
     loss_name = _loss_name(cfg)
-    if loss is not None and not getattr(loss, "uses_tau", False) and c.router.name == "none":
-        warnings.append(f"tau={c.tau} is ignored: loss={loss_name} does not route pairs and router=none")
-    elif loss is not None and not getattr(loss, "routes_pairs", False) and c.router.name == "threshold":
-        warnings.append(f"tau={c.tau} is ignored: router=threshold only marks pairs difficult and loss={loss_name} does not route them")
+    if loss is not None:
+        routes = getattr(loss, "routes_pairs", False)
+        actions = {c.router.on_selected} if c.router.name != "none" else set()
+        if "route" in actions and not routes and c.router.name != "none":
+            if c.router.on_selected == "route":
+                warnings.append(f"tau={c.tau} is ignored: router={c.router.name} selects pairs for the loss's own "
+                                f"routing (router.on_selected=route) and loss={loss_name} does not route pairs")
+        elif c.router.name in ("none", "band") and not getattr(loss, "uses_tau", False):
+            warnings.append(f"tau={c.tau} is ignored by loss={loss_name} and router={c.router.name}")
+        if c.router.on_rest == "route":
+            errors.append("router.on_rest=route is not supported: only the selected (difficult) side can take the loss's routing branch")
 
     if errors:
         raise ConfigError("invalid config:\n  - " + "\n  - ".join(errors))

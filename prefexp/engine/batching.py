@@ -10,7 +10,7 @@ from typing import Sequence
 
 import torch
 
-PASSTHROUGH_FLOAT = ("reference_chosen_logps", "reference_rejected_logps", "margins")
+PASSTHROUGH_FLOAT = ("reference_chosen_logps", "reference_rejected_logps", "margins", "pair_weights")
 
 
 class PairCollator:

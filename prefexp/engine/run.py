@@ -6,6 +6,7 @@ config -> rows -> pairs -> margins / routing plan / order -> tokens -> reference
 from __future__ import annotations
 
 import hashlib
+import json
 import sys
 import logging
 from dataclasses import asdict
@@ -15,7 +16,9 @@ from ..config.schema import TrainConfig
 from ..config.validate import Settings
 from ..data.records import to_pairs
 from ..data.sources import describe, load_rows
-from ..difficulty.plan import make_plan, rating_margins, write_plan
+from ..data.records import PreferencePair
+from ..difficulty.plan import make_plan, plot_histogram, rating_margins, summarize, write_plan
+from ..difficulty.router import RouterSpec, select
 
 log = logging.getLogger(__name__)
 
@@ -28,20 +31,48 @@ def resolve_model_path(c: TrainConfig) -> str:
     return str(ensure_sandbox_model(Path(c.paths.cache_dir), **asdict(c.model.sandbox)))
 
 
-def plan_data(settings: Settings, run_dir: Path):
-    """Load, validate, score and order the data; write routing_plan.jsonl. No model needed."""
+def router_spec(c: TrainConfig) -> RouterSpec:
+    r = c.router
+    return RouterSpec(r.name, c.tau, r.band_low, r.band_high, r.on_selected, r.on_rest, r.selected_weight,
+                      r.rest_weight)
+
+
+def load_pairs(settings: Settings) -> list[PreferencePair]:
     c, loss = settings.config, settings.loss
-    needs_rating = c.router.name != "none" or c.curriculum.order != "none" or loss.needs_margins
-    pairs = to_pairs(load_rows(c.dataset), describe(c.dataset), c.dataset.on_invalid, require_scores=needs_rating)
-    margins = rating_margins(pairs)
+    needs_rating = c.router.metric == "rating" and (c.router.name != "none" or c.curriculum.order != "none"
+                                                    or loss.needs_margins)
+    return to_pairs(load_rows(c.dataset), describe(c.dataset), c.dataset.on_invalid, require_scores=needs_rating)
+
+
+def plan_data(settings: Settings, pairs: list[PreferencePair], margins: list, run_dir: Path):
+    """Route and order the pairs; write routing_plan.jsonl, routing_summary.json, margins.png."""
+    c, loss = settings.config, settings.loss
+    spec = router_spec(c)
     branch = getattr(loss, "preference_branch", settings.loss_name)
-    plan = make_plan(pairs, margins, c.router.name, c.tau, c.curriculum.order, c.seed, branch, loss.routes_pairs)
-    write_plan(plan, run_dir / "routing_plan.jsonl", c.router.metric)
-    n_difficult = sum(e.difficult for e in plan)
-    log.info("routing plan: %d pairs, %d difficult (margin < tau=%g), order=%s", len(plan), n_difficult, c.tau,
-             c.curriculum.order)
-    by_index = {p.index: p for p in pairs}
-    return [by_index[e.index] for e in plan], plan
+    kept, discarded = make_plan(pairs, margins, spec, c.curriculum.order, c.seed, branch, loss.routes_pairs)
+    write_plan(kept, run_dir / "routing_plan.jsonl", c.router.metric)
+    summary = summarize(kept, discarded, spec, c.router.metric, c.curriculum.order)
+    (run_dir / "routing_summary.json").write_text(json.dumps(summary, indent=2))
+    if any(m is not None for m in margins):
+        cut = c.tau if spec.name == "threshold" else None
+        if spec.name == "quantile":
+            selected = [m for m, s in zip(margins, select(margins, spec)) if s]
+            cut = max(selected) if selected else None
+        plot_histogram(kept, discarded, summary, run_dir / "margins.png", cut)
+    log.info("routing plan: %d pairs, routes %s, router=%s tau=%g metric=%s order=%s", summary["pairs"],
+             summary["routes"], spec.name, c.tau, c.router.metric, c.curriculum.order)
+    if not kept:
+        raise ValueError(f"router={spec.name} with tau={c.tau} leaves no pair to train on; see {run_dir / 'routing_summary.json'}")
+    return kept
+
+
+def computed_margins(metric: str, examples: list[dict]) -> list[float]:
+    """Margins that need token ids or models. reference_logp: the length-normalised log-prob gap
+    of chosen over rejected under the reference model (free once reference log-probs are cached)."""
+    if metric == "reference_logp":
+        return [e["reference_chosen_logps"] / len(e["chosen_ids"]) - e["reference_rejected_logps"] / len(e["rejected_ids"])
+                for e in examples]
+    raise ValueError(f"router.metric={metric!r} is not available yet")
 
 
 def config_hash(resolved: dict) -> str:
@@ -55,10 +86,14 @@ def train(settings: Settings, resolved: dict, run_dir: Path) -> Path | None:
     """Run the whole job; returns the final checkpoint dir (None for a dry run)."""
     c, loss = settings.config, settings.loss
     run_dir.mkdir(parents=True, exist_ok=True)
-    ordered_pairs, plan = plan_data(settings, run_dir)
-    if c.dry_run:
-        log.info("dry_run=true: routing plan written to %s; no training", run_dir / "routing_plan.jsonl")
-        return None
+    pairs = load_pairs(settings)
+    metric = c.router.metric
+    plan = None
+    if metric == "rating":  # the plan needs no model: write it first, so dry runs cost nothing
+        plan = plan_data(settings, pairs, rating_margins(pairs), run_dir)
+        if c.dry_run:
+            log.info("dry_run=true: routing plan written to %s; no training", run_dir)
+            return None
 
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer, TrainingArguments, set_seed
@@ -76,21 +111,30 @@ def train(settings: Settings, resolved: dict, run_dir: Path) -> Path | None:
     model_path = resolve_model_path(c)
     tokenizer = AutoTokenizer.from_pretrained(model_path, trust_remote_code=c.model.trust_remote_code)
     ensure_chat_template(tokenizer)
-    examples, _ = tokenize_pairs(ordered_pairs, tokenizer, c.dataset.max_length, c.dataset.max_prompt_length)
-    for example, entry in zip(examples, plan):
-        example["margins"] = entry.margin if entry.margin is not None else float("nan")
-        example["difficult"] = entry.difficult
-
+    examples, _ = tokenize_pairs(pairs, tokenizer, c.dataset.max_length, c.dataset.max_prompt_length)
     dtype = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}[c.model.dtype]
 
     def load_model():
         return AutoModelForCausalLM.from_pretrained(model_path, dtype=dtype, trust_remote_code=c.model.trust_remote_code)
 
-    if loss.needs_reference:
+    if loss.needs_reference or metric == "reference_logp":
         ref = cached_reference_logps(load_model, model_path, examples, tokenizer.pad_token_id,
                                      c.trainer.reference_batch_size, Path(c.paths.cache_dir))
         for example in examples:
             example["reference_chosen_logps"], example["reference_rejected_logps"] = ref[example["index"]]
+    if plan is None:
+        plan = plan_data(settings, pairs, computed_margins(metric, examples), run_dir)
+        if c.dry_run:
+            log.info("dry_run=true: routing plan written to %s; no training", run_dir)
+            return None
+    by_index = {e["index"]: e for e in examples}
+    examples = []
+    for entry in plan:  # training order = plan order
+        example = dict(by_index[entry.index])
+        example["margins"] = entry.margin if entry.margin is not None else float("nan")
+        example["difficult"] = entry.difficult
+        example["pair_weights"] = entry.weight
+        examples.append(example)
 
     t = c.trainer
     use_wandb = c.logger.backend == "wandb" and c.logger.mode != "disabled"

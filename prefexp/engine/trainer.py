@@ -42,7 +42,10 @@ class PreferenceTrainer(Trainer):
         logps, lengths = forward_logps(model, inputs)  # [2B], [2B]
         loss_inputs = self.loss_inputs(inputs, logps, lengths)
         out = self.preference_loss(**loss_inputs)
-        loss = out.losses.mean()
+        losses = out.losses
+        if "pair_weights" in inputs:  # the router's weight action; 1.0 everywhere otherwise
+            losses = losses * inputs["pair_weights"].to(losses.dtype)
+        loss = losses.mean()
         self._store(out, loss_inputs)
         return (loss, out) if return_outputs else loss
 

@@ -1,8 +1,11 @@
-"""Routing (strict margin < tau) and curriculum ordering (stable on the original index)."""
+"""Routing (strict margin < tau, quantile, band, actions) and curriculum ordering."""
 from __future__ import annotations
 
+import pytest
+
 from prefexp.data.records import PreferencePair
-from prefexp.difficulty.plan import make_plan, order_indices, rating_margins
+from prefexp.difficulty.plan import make_plan, order_indices, rating_margins, summarize
+from prefexp.difficulty.router import RouterSpec, select
 
 
 def pairs_with(margins):
@@ -28,9 +31,34 @@ def test_none_is_a_seeded_shuffle():
 
 def test_threshold_is_strict_and_routes_only_for_routing_losses():
     pairs = pairs_with([0.0, 0.5, 0.25, 1.0])
-    plan = make_plan(pairs, rating_margins(pairs), "threshold", 0.5, "easy_to_hard", 0, "dpo", True)
-    assert [(e.index, e.route) for e in plan] == [(3, "dpo"), (1, "dpo"), (2, "sft"), (0, "sft")]
-    plan = make_plan(pairs, rating_margins(pairs), "threshold", 0.5, "easy_to_hard", 0, "dpo", False)
-    assert {e.route for e in plan} == {"dpo"} and sum(e.difficult for e in plan) == 2
-    plan = make_plan(pairs, rating_margins(pairs), "none", 0.5, "easy_to_hard", 0, "dpo", True)
-    assert not any(e.difficult for e in plan)
+    spec = RouterSpec("threshold", 0.5)
+    kept, discarded = make_plan(pairs, rating_margins(pairs), spec, "easy_to_hard", 0, "dpo", True)
+    assert [(e.index, e.route) for e in kept] == [(3, "dpo"), (1, "dpo"), (2, "sft"), (0, "sft")] and not discarded
+    kept, _ = make_plan(pairs, rating_margins(pairs), spec, "easy_to_hard", 0, "dpo", False)
+    assert {e.route for e in kept} == {"dpo"} and not any(e.difficult for e in kept)
+    kept, _ = make_plan(pairs, rating_margins(pairs), RouterSpec("none", 0.5), "easy_to_hard", 0, "dpo", True)
+    assert not any(e.difficult for e in kept)
+
+
+def test_quantile_selects_hardest_fraction_with_index_tiebreak():
+    margins = [2.0, 0.0, 1.0, 0.0, 3.0, 1.0, 5.0, 4.0, 0.5, 6.0]
+    assert select(margins, RouterSpec("quantile", 0.2)) == [i in (1, 3) for i in range(10)]
+    assert sum(select(margins, RouterSpec("quantile", 0.35))) == 3  # floor(3.5): 0, 0, then 0.5
+    assert select(margins, RouterSpec("quantile", 0.35))[8]
+
+
+def test_band_discards_outside_and_weight_action():
+    pairs = pairs_with([0.0, 1.0, 2.0, 9.0])
+    kept, discarded = make_plan(pairs, rating_margins(pairs), RouterSpec("band", 0.5, 0.5, 5.0, on_selected="discard"),
+                                "easy_to_hard", 0, "dpo", False)
+    assert [e.index for e in kept] == [2, 1] and sorted(e.index for e in discarded) == [0, 3]
+    summary = summarize(kept, discarded, RouterSpec("band", 0.5, 0.5, 5.0), "rating", "easy_to_hard")
+    assert summary["routes"] == {"dpo": 2, "discard": 2} and summary["band"] == [0.5, 5.0]
+    spec = RouterSpec("threshold", 1.5, on_selected="weight", selected_weight=0.25)
+    kept, _ = make_plan(pairs, rating_margins(pairs), spec, "hard_to_easy", 0, "dpo", True)
+    assert [(e.index, e.weight) for e in kept] == [(0, 0.25), (1, 0.25), (2, 1.0), (3, 1.0)]
+
+
+def test_missing_margin_is_an_error():
+    with pytest.raises(ValueError, match="needs a margin"):
+        select([1.0, None], RouterSpec("threshold", 0.5))

@@ -1,0 +1,63 @@
+"""Routers: which pairs the cut selects, and what happens to each side.
+
+A router reads one margin per pair (higher = easier, for every metric) and marks pairs
+*selected*:
+
+    threshold   margin < tau (strict)                              MixDPO
+    quantile    the hardest fraction tau of pairs (lowest margins;  the authors' advice for a
+                ties broken by the original index)                 new dataset; 0 < tau < 1
+    band        margin outside [band_low, band_high]              rejective sampling (3.6)
+    none        nothing
+
+Each side then gets an action: ``route`` (the loss's own difficult-pair branch, e.g. MixDPO's
+SFT; only for losses that route pairs), ``preference`` (the loss as usual), ``discard`` (dropped
+before training: the common filtering baseline), or ``weight`` (the per-pair loss is multiplied
+by the side's weight).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional, Sequence
+
+ACTIONS = ("route", "preference", "discard", "weight")
+
+
+@dataclass(frozen=True)
+class RouterSpec:
+    name: str  # none | threshold | quantile | band
+    tau: float
+    band_low: Optional[float] = None
+    band_high: Optional[float] = None
+    on_selected: str = "route"
+    on_rest: str = "preference"
+    selected_weight: float = 1.0
+    rest_weight: float = 1.0
+
+
+def select(margins: Sequence[Optional[float]], spec: RouterSpec) -> list[bool]:
+    """The selected mask (True = the cut's side), one entry per pair."""
+    if spec.name == "none":
+        return [False] * len(margins)
+    if any(m is None for m in margins):
+        raise ValueError(f"router={spec.name} needs a margin for every pair")
+    if spec.name == "threshold":
+        return [m < spec.tau for m in margins]  # type: ignore[operator]
+    if spec.name == "quantile":
+        count = int(spec.tau * len(margins))  # floor: never more than the asked fraction
+        hardest = sorted(range(len(margins)), key=lambda i: (margins[i], i))[:count]
+        chosen = set(hardest)
+        return [i in chosen for i in range(len(margins))]
+    if spec.name == "band":
+        return [not (spec.band_low <= m <= spec.band_high) for m in margins]  # type: ignore[operator]
+    raise ValueError(f"router.name={spec.name!r} is unknown")
+
+
+def action_for(selected: bool, spec: RouterSpec) -> str:
+    return spec.on_selected if selected else spec.on_rest
+
+
+def weight_for(selected: bool, spec: RouterSpec) -> float:
+    action = action_for(selected, spec)
+    if action != "weight":
+        return 1.0
+    return spec.selected_weight if selected else spec.rest_weight
