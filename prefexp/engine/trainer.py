@@ -60,7 +60,13 @@ class PreferenceTrainer(Trainer):
         s["logps/chosen"].append(inputs["policy_chosen_logps"].mean().item())
         s["logps/rejected"].append(inputs["policy_rejected_logps"].mean().item())
         if "difficult" in inputs:
-            s["route/sft_fraction"].append(inputs["difficult"].float().mean().item())
+            difficult = inputs["difficult"]
+            s["route/sft_fraction"].append(difficult.float().mean().item())
+            # split by route, so likelihood displacement on difficult pairs is visible
+            for name, mask in (("difficult", difficult), ("easy", ~difficult)):
+                if mask.any():
+                    s[f"logps/chosen/{name}"].append(inputs["policy_chosen_logps"][mask].mean().item())
+                    s[f"logps/rejected/{name}"].append(inputs["policy_rejected_logps"][mask].mean().item())
         for key, value in out.metrics.items():
             if key == "route/sft_fraction" and "difficult" in inputs:
                 continue  # already recorded from the router's mask
