@@ -42,8 +42,12 @@ class Settings:
 
 
 def _loss_name(cfg: DictConfig) -> str:
+    from hydra.core.hydra_config import HydraConfig
+
     choices = OmegaConf.select(cfg, "hydra.runtime.choices", default=None)
-    if choices is not None and "loss" in choices:
+    if choices is None and HydraConfig.initialized():
+        choices = HydraConfig.get().runtime.choices
+    if choices is not None and choices.get("loss") is not None:
         return str(choices["loss"])
     target = str(cfg.loss.get("_target_", "custom"))
     return target.rsplit(".", 1)[-1]
@@ -89,6 +93,26 @@ def _check_tau(c: TrainConfig, errors: list[str]) -> None:
             errors.append(f"router.band_low={r.band_low} > router.band_high={r.band_high}; the band must have low <= high")
 
 
+def _check_scaling(c: TrainConfig, errors: list[str]) -> None:
+    """[scaling] trainer.devices and the deepspeed group (conf/deepspeed/*.yaml)."""
+    d = c.trainer.devices
+    if not (d == "auto" or (isinstance(d, int) and not isinstance(d, bool) and d >= 1)):
+        errors.append(f"trainer.devices={d!r} must be an integer >= 1 or 'auto' (every CUDA GPU, 1 on CPU)")
+    if not c.deepspeed.enabled:
+        return
+    ds, t = c.deepspeed.config, c.trainer
+    stage = (ds.get("zero_optimization") or {}).get("stage")
+    if stage not in (0, 1, 2, 3):
+        errors.append(f"deepspeed.config.zero_optimization.stage={stage!r} must be 0, 1, 2 or 3")
+    for key, trainer_key, expected in (("train_micro_batch_size_per_gpu", "per_device_batch_size", t.per_device_batch_size),
+                                       ("gradient_accumulation_steps", "gradient_accumulation_steps", t.gradient_accumulation_steps),
+                                       ("gradient_clipping", "max_grad_norm", t.max_grad_norm)):
+        value = ds.get(key, "auto")
+        if value != "auto" and value != expected:
+            errors.append(f"deepspeed.config.{key}={value} differs from trainer.{trainer_key}={expected}; "
+                          f"interpolate it instead: {key}: ${{trainer.{trainer_key}}}")
+
+
 def validate(cfg: DictConfig) -> Settings:
     """Check ``cfg`` and build the loss. Raises :class:`ConfigError` listing every problem."""
     from hydra.utils import instantiate
@@ -121,6 +145,8 @@ def validate(cfg: DictConfig) -> Settings:
         errors.append(f"trainer.per_device_batch_size={c.trainer.per_device_batch_size} must be >= 1")
     if c.trainer.max_steps == 0 or c.trainer.max_steps < -1:
         errors.append(f"trainer.max_steps={c.trainer.max_steps} must be -1 (no cap) or >= 1")
+
+    _check_scaling(c, errors)
 
     one_of("router.on_selected", c.router.on_selected, ACTIONS)
     one_of("router.on_rest", c.router.on_rest, ACTIONS)
