@@ -1,16 +1,25 @@
-"""SFT: negative log-likelihood of the chosen response; TRL ``loss_type="sft"``.
+"""SFT: negative log-likelihood of the chosen response; TRL DPOTrainer ``loss_type="sft"``.
 
-    L = NLL_tok = -sum_b logp_c,b / sum_b len_c,b          (token-mean, the default; TRL's convention)
-    L = mean_b(-logp_c,b / len_c,b)                        (normalize="sequence")
+    L = NLL_tok = -sum_b logp_c,b / sum_b len_c,b     normalize="token" (default; TRL's convention)
+    L = mean_b(-logp_c,b / len_c,b)                   normalize="sequence" (MixDPO's SFT branch)
 
-Reference-free. The rejected response is ignored. Rewards reported are the length-normalised
-chosen/rejected log-probs (detached) so the usual reward diagnostics stay meaningful.
+The token-mean form is returned as per-example terms ``-logp_c,b * B / sum(len_c)`` so that
+``losses.mean()`` is the objective (base.token_mean_nll_terms).
+
+Hyperparameters:
+    normalize: "token" | "sequence" (see above).
+Reference-free; the rejected response is ignored. Rewards reported are the length-normalised
+chosen / rejected log-probs (detached) so the usual reward diagnostics stay meaningful; TRL
+reports beta * log-ratios instead (its SFT still runs the reference model), a deliberate departure.
+Shapes: inputs [B], losses [B].
 """
 from __future__ import annotations
 
+import torch
 from torch import Tensor
 
-from .base import LossOutput, PreferenceLoss, require, sequence_mean_nll, token_mean_nll_terms
+from .base import (LossOutput, PreferenceLoss, check_choice, lengths_like, require,
+                   sequence_mean_nll, token_mean_nll_terms)
 
 
 class SFTLoss(PreferenceLoss):
@@ -18,8 +27,7 @@ class SFTLoss(PreferenceLoss):
     needs_lengths = True
 
     def __init__(self, normalize: str = "token"):
-        if normalize not in ("token", "sequence"):
-            raise ValueError(f"loss.normalize={normalize!r} must be 'token' or 'sequence'")
+        check_choice("normalize", normalize, ("token", "sequence"))
         self.normalize = normalize
 
     def __call__(self, **inputs: Tensor) -> LossOutput:
@@ -29,11 +37,13 @@ class SFTLoss(PreferenceLoss):
             losses = token_mean_nll_terms(logp_c, len_c)
         else:
             losses = sequence_mean_nll(logp_c, len_c)
-        rejected = inputs.get("policy_rejected_logps")
-        rejected_lengths = inputs.get("rejected_lengths")
-        rejected_rewards = (rejected / rejected_lengths.clamp(min=1)).detach() if rejected is not None and rejected_lengths is not None else (0 * logp_c).detach()
+        logp_r, len_r = inputs.get("policy_rejected_logps"), inputs.get("rejected_lengths")
+        if logp_r is not None and len_r is not None:
+            rejected_rewards = (logp_r / lengths_like(len_r, logp_r)).detach()
+        else:
+            rejected_rewards = torch.zeros_like(logp_c).detach()
         return LossOutput(
             losses=losses,
-            chosen_rewards=(logp_c / len_c.clamp(min=1)).detach(),
+            chosen_rewards=(logp_c / lengths_like(len_c, logp_c)).detach(),
             rejected_rewards=rejected_rewards,
         )
