@@ -1,0 +1,211 @@
+"""The sandbox model: a tiny Llama, SFT-trained on the sandbox task once and cached on disk.
+
+``ensure_sandbox_model`` trains a character-level tokenizer on the generated corpus, builds a
+``LlamaForCausalLM`` from scratch and SFT-trains it on responses from across the quality range
+(the chosen AND rejected response of each generated row, so about a third of the targets are
+wrong). The reference is therefore imperfect on purpose: preference training has room to raise
+the gold score. The result is saved with ``save_pretrained`` and loads with
+``AutoModelForCausalLM.from_pretrained`` / ``AutoTokenizer.from_pretrained``.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import random
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Union
+
+import torch
+from tqdm.auto import tqdm
+from transformers import LlamaConfig, LlamaForCausalLM
+
+from .data import build_sandbox_rows, heldout_prompts
+from .generate import mean_gold_score
+from .tokenizer import build_tokenizer, render_prompt
+
+# Bump when the build recipe changes in a way the arguments do not capture: old caches then miss.
+SANDBOX_MODEL_VERSION = 1
+# The SFT rows use their own seed stream, so they are not the preference rows of the same seed.
+SFT_SEED_OFFSET = 1_000_003
+# Held-out prompts scored in the build summary: the sandbox benchmark's default set.
+SUMMARY_PROMPT_SEED = 1234
+IGNORE = -100
+
+
+def cache_key(**kwargs) -> str:
+    """sha256 of the build arguments and :data:`SANDBOX_MODEL_VERSION` (the cache dir suffix)."""
+    blob = json.dumps({"version": SANDBOX_MODEL_VERSION, **kwargs}, sort_keys=True)
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def _sft_examples(tokenizer, num_prompts: int, seed: int, max_length: int) -> list[tuple[list[int], int]]:
+    """(token ids, prompt length) of every SFT sequence: chat prompt + response + eos."""
+    rows = build_sandbox_rows(num_prompts, seed + SFT_SEED_OFFSET)
+    examples = []
+    for row in rows:
+        prompt_ids = tokenizer(render_prompt(tokenizer, row["prompt"]), add_special_tokens=False)["input_ids"]
+        for response in (row["chosen"], row["rejected"]):
+            ids = prompt_ids + tokenizer(response, add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id]
+            examples.append((ids[:max_length], len(prompt_ids)))
+    return examples
+
+
+def _batch(examples: list[tuple[list[int], int]], pad_id: int) -> dict[str, torch.Tensor]:
+    """Right-padded batch; labels are IGNORE on prompt and padding, so the loss is response-only."""
+    width = max(len(ids) for ids, _ in examples)
+    input_ids = torch.full((len(examples), width), pad_id, dtype=torch.long)  # [B, T]
+    labels = torch.full((len(examples), width), IGNORE, dtype=torch.long)  # [B, T]
+    attention_mask = torch.zeros((len(examples), width), dtype=torch.long)  # [B, T]
+    for i, (ids, n_prompt) in enumerate(examples):
+        input_ids[i, :len(ids)] = torch.tensor(ids)
+        labels[i, n_prompt:len(ids)] = torch.tensor(ids[n_prompt:])
+        attention_mask[i, :len(ids)] = 1
+    return {"input_ids": input_ids, "attention_mask": attention_mask, "labels": labels}
+
+
+def _epoch_batches(lengths: list[int], batch_size: int, rng: random.Random) -> list[list[int]]:
+    """One shuffled epoch of index batches, each drawn from similar lengths.
+
+    Sequences vary from ~20 to ~90 tokens; sorting within windows of 16 batches before cutting
+    halves the padding (and so the step time on CPU) while keeping batch order random.
+    """
+    order = list(range(len(lengths)))
+    rng.shuffle(order)
+    window = 16 * batch_size
+    batches = []
+    for start in range(0, len(order), window):
+        chunk = sorted(order[start:start + window], key=lambda i: lengths[i])
+        batches.extend(chunk[j:j + batch_size] for j in range(0, len(chunk), batch_size))
+    rng.shuffle(batches)
+    return batches
+
+
+def _sft(model: LlamaForCausalLM, examples: list, pad_id: int, steps: int, batch_size: int, learning_rate: float,
+         seed: int) -> float:
+    """AdamW, linear warmup (5%) then cosine decay to 10% of ``learning_rate``; returns the mean
+    loss of the last 10% of steps."""
+    opt = torch.optim.AdamW(model.parameters(), lr=learning_rate, betas=(0.9, 0.98), weight_decay=0.01)
+    warmup = max(1, steps // 20)
+
+    def lr_at(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / warmup
+        progress = (step - warmup) / max(1, steps - warmup)
+        return 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * progress))
+
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_at)
+    rng = random.Random(seed)
+    batches: list[list[int]] = []
+    tail: list[float] = []
+    model.train()
+    bar = tqdm(range(steps), desc="sandbox SFT", disable=not sys.stderr.isatty(), leave=False)
+    for step in bar:
+        if not batches:
+            batches = _epoch_batches([len(ids) for ids, _ in examples], batch_size, rng)
+        loss = model(**_batch([examples[i] for i in batches.pop()], pad_id)).loss
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        sched.step()
+        opt.zero_grad(set_to_none=True)
+        if step >= steps - max(1, steps // 10):
+            tail.append(loss.item())
+        if step % 20 == 0:
+            bar.set_postfix(loss=f"{loss.item():.3f}")
+    model.eval()
+    return sum(tail) / len(tail) if tail else float("nan")
+
+
+def ensure_sandbox_model(cache_dir: Union[str, Path], *, hidden_size: int = 64, num_layers: int = 2,
+                         num_heads: int = 4, intermediate_size: int = 256, max_length: int = 96,
+                         sft_steps: int = 600, sft_batch_size: int = 64, learning_rate: float = 3e-3,
+                         seed: int = 0, num_prompts: int = 3000, eval_prompts: int = 200) -> Path:
+    """Build (once) and return the directory of the SFT-trained sandbox model and tokenizer.
+
+    Args:
+        cache_dir: parent folder; the model goes to ``cache_dir/sandbox-model-<hash>``, hash =
+            sha256 of all arguments below and :data:`SANDBOX_MODEL_VERSION`.
+        hidden_size, num_layers, num_heads, intermediate_size: the LlamaConfig (heads must
+            divide hidden_size).
+        max_length: SFT sequences are cut to this many tokens (characters); the model's
+            positions go to twice that, room for prompt + 64 generated tokens.
+        sft_steps, sft_batch_size, learning_rate: the SFT run (AdamW, warmup + cosine).
+        seed: weights init, SFT data and batch order.
+        num_prompts: SFT prompts; each gives two sequences (a row's chosen and rejected).
+        eval_prompts: held-out prompts greedily answered for the summary's mean gold score.
+
+    A finished build holds a ``DONE`` marker, written last inside a temporary folder that is then
+    renamed into place, so an interrupted build is never reused. Later calls with the same
+    arguments return the cached path at once.
+    """
+    args = dict(hidden_size=hidden_size, num_layers=num_layers, num_heads=num_heads,
+                intermediate_size=intermediate_size, max_length=max_length, sft_steps=sft_steps,
+                sft_batch_size=sft_batch_size, learning_rate=learning_rate, seed=seed,
+                num_prompts=num_prompts, eval_prompts=eval_prompts)
+    if hidden_size % num_heads:
+        raise ValueError(f"hidden_size={hidden_size} must be divisible by num_heads={num_heads}")
+    cache_dir = Path(cache_dir)
+    final = cache_dir / f"sandbox-model-{cache_key(**args)}"
+    if (final / "DONE").is_file():
+        return final
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=".building-sandbox-model-", dir=cache_dir))
+    try:
+        summary = _build(tmp, args)
+        (tmp / "DONE").write_text(json.dumps(summary, indent=2) + "\n")
+        if final.exists():  # a crashed build left no DONE (checked above), or a racing build won
+            if (final / "DONE").is_file():
+                return final
+            shutil.rmtree(final)
+        os.rename(tmp, final)  # atomic on one filesystem
+    except OSError:
+        if (final / "DONE").is_file():  # another process renamed its build first: use it
+            return final
+        raise
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+    print(f"sandbox model built in {summary['build_seconds']:.1f}s: {summary['parameters']:,} params, "
+          f"SFT loss {summary['final_sft_loss']:.3f}, mean gold score {summary['mean_gold_score']:.2f} "
+          f"on {eval_prompts} held-out prompts -> {final}", file=sys.stderr, flush=True)
+    return final
+
+
+def _build(out: Path, args: dict) -> dict:
+    """Tokenizer + model + SFT into ``out``; returns the summary written to ``DONE``."""
+    t0 = time.perf_counter()
+    seed = args["seed"]
+    torch.manual_seed(seed)
+    corpus_rows = build_sandbox_rows(min(args["num_prompts"], 500), seed + SFT_SEED_OFFSET)
+    corpus = [t for r in corpus_rows for t in (r["prompt"], *r["responses"])]
+    tokenizer = build_tokenizer(corpus, model_max_length=2 * args["max_length"])
+    config = LlamaConfig(
+        vocab_size=len(tokenizer), hidden_size=args["hidden_size"], intermediate_size=args["intermediate_size"],
+        num_hidden_layers=args["num_layers"], num_attention_heads=args["num_heads"],
+        num_key_value_heads=args["num_heads"], max_position_embeddings=2 * args["max_length"],
+        tie_word_embeddings=True, bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id)
+    model = LlamaForCausalLM(config)
+    examples = _sft_examples(tokenizer, args["num_prompts"], seed, args["max_length"])
+    loss = _sft(model, examples, tokenizer.pad_token_id, args["sft_steps"], args["sft_batch_size"],
+                args["learning_rate"], seed)
+    sft_seconds = time.perf_counter() - t0
+    model.generation_config.pad_token_id = tokenizer.pad_token_id
+    model.generation_config.eos_token_id = tokenizer.eos_token_id
+    model.generation_config.bos_token_id = tokenizer.bos_token_id
+    score = float("nan")
+    if args["eval_prompts"] > 0:
+        score = mean_gold_score(model, heldout_prompts(args["eval_prompts"], SUMMARY_PROMPT_SEED),
+                                tokenizer=tokenizer)
+    model.save_pretrained(out)
+    tokenizer.save_pretrained(out)
+    return {"args": args, "version": SANDBOX_MODEL_VERSION, "parameters": sum(p.numel() for p in model.parameters()),
+            "sft_examples": len(examples), "final_sft_loss": loss, "sft_seconds": sft_seconds,
+            "build_seconds": time.perf_counter() - t0, "mean_gold_score": score,
+            "eval_prompt_seed": SUMMARY_PROMPT_SEED}
