@@ -1,0 +1,189 @@
+"""A real OpenAI-compatible HTTP server on 127.0.0.1 for tests (stdlib ThreadingHTTPServer).
+
+It speaks enough of the chat-completions API for everything the evaluation stage calls:
+* AlpacaEval's weighted annotator (``logprobs`` + ``top_logprobs`` asked): it reads the two
+  outputs (``m`` and ``M``) out of alpaca_eval's prompt and prefers the one containing
+  ``[GOOD]``, else the longer one, answering with ``choices[0].logprobs.content[0].top_logprobs``
+  (the shape alpaca_eval's ``logprob_parser`` reads; docs/packages.md §4);
+* MT-Bench judging (``[[rating]]`` in the prompt): ``rate(user_prompt) -> judgment text``,
+  by default replaying ``replay[user_prompt]`` when given, else ``"... Rating: [[5]]"``;
+* generation (anything else, e.g. the vLLM backend): a deterministic short answer;
+* ``GET /v1/models`` and ``POST /v1/completions``.
+
+Faults are injected per request, in order: ``fail_next(n, status)`` answers the next n POSTs
+with that HTTP status; ``hang_next(n, seconds)`` delays them past a client's time-out.
+Use as a context manager; ``url`` is the base URL (``http://127.0.0.1:<port>/v1``).
+Run standalone (``python fake_openai.py --port N``) to stand in for a vLLM server process.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import re
+import threading
+import time
+from collections import deque
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Callable, Optional
+
+MODEL_ID = "fake-model"
+_OUTPUT_RE = {tok: re.compile(r'"model_identifier": "%s",\s*"output": """(.*?)"""\s*}' % tok, re.S)
+              for tok in ("m", "M")}
+
+
+def _alpaca_winner(prompt: str) -> str:
+    outs = {tok: (rx.search(prompt).group(1) if rx.search(prompt) else "") for tok, rx in _OUTPUT_RE.items()}
+    key = {tok: ("[GOOD]" in text, len(text)) for tok, text in outs.items()}
+    return "m" if key["m"] > key["M"] else "M"
+
+
+class FakeOpenAI:
+    def __init__(self, rate: Optional[Callable[[str], str]] = None, replay: Optional[dict] = None,
+                 port: int = 0):
+        self.replay = dict(replay or {})
+        self.rate = rate or self._default_rate
+        self.requests: list[dict] = []     # {"path", "body", "auth"} per request, in arrival order
+        self._faults: deque = deque()
+        self._lock = threading.Lock()
+        self._server = ThreadingHTTPServer(("127.0.0.1", port), self._handler_class())
+        self._server.daemon_threads = True
+        self._thread: Optional[threading.Thread] = None
+
+    # -- control ---------------------------------------------------------------------------
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self._server.server_address[1]}/v1"
+
+    def fail_next(self, n: int, status: int = 429) -> None:
+        with self._lock:
+            self._faults.extend([("status", status)] * n)
+
+    def hang_next(self, n: int, seconds: float) -> None:
+        with self._lock:
+            self._faults.extend([("hang", seconds)] * n)
+
+    def clear_faults(self) -> None:
+        with self._lock:
+            self._faults.clear()
+
+    def posts(self, kind: str = "") -> list[dict]:
+        """Recorded POST bodies; kind in {"", "judge", "alpaca", "generate"} filters them."""
+        with self._lock:
+            rows = [r for r in self.requests if r["method"] == "POST"]
+        return [r for r in rows if not kind or r["kind"] == kind]
+
+    def start(self) -> "FakeOpenAI":
+        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05},
+                                        daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+    def __enter__(self) -> "FakeOpenAI":
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+    # -- behaviour -------------------------------------------------------------------------
+    def _default_rate(self, user_prompt: str) -> str:
+        if user_prompt in self.replay:
+            return self.replay[user_prompt]
+        return "The answer is adequate. Rating: [[5]]"
+
+    def _take_fault(self):
+        with self._lock:
+            return self._faults.popleft() if self._faults else None
+
+    def answer_chat(self, body: dict) -> tuple[str, str, Optional[dict]]:
+        """(kind, content, logprobs) for a chat-completions body."""
+        messages = body.get("messages", [])
+        user = next((m["content"] for m in reversed(messages) if m["role"] == "user"), "")
+        everything = " ".join(str(m.get("content", "")) for m in messages)
+        if body.get("logprobs"):
+            win = _alpaca_winner(user)
+            lose = "M" if win == "m" else "m"
+            top = [{"token": win, "logprob": math.log(0.9), "bytes": list(win.encode())},
+                   {"token": lose, "logprob": math.log(0.1), "bytes": list(lose.encode())}]
+            return "alpaca", win, {"content": [{**top[0], "top_logprobs": top}]}
+        if "[[rating]]" in everything:
+            return "judge", self.rate(user), None
+        words = f"fake answer to: {user[:40]}".split()
+        return "generate", " ".join(words[: max(1, int(body.get("max_tokens") or 64))]), None
+
+    def _handler_class(self):
+        fake = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args):  # keep test output clean
+                pass
+
+            def _send(self, status: int, payload: dict) -> None:
+                data = json.dumps(payload).encode()
+                try:
+                    self.send_response(status)
+                    self.send_header("Content-Type", "application/json")
+                    self.send_header("Content-Length", str(len(data)))
+                    self.end_headers()
+                    self.wfile.write(data)
+                except (BrokenPipeError, ConnectionResetError):
+                    pass  # the client gave up (time-out test)
+
+            def do_GET(self):
+                with fake._lock:
+                    fake.requests.append({"method": "GET", "path": self.path, "kind": "models"})
+                if self.path.rstrip("/").endswith("/models"):
+                    self._send(200, {"object": "list", "data": [{"id": MODEL_ID, "object": "model"}]})
+                else:
+                    self._send(404, {"error": {"message": "not found"}})
+
+            def do_POST(self):
+                body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))) or b"{}")
+                fault = fake._take_fault()
+                if fault and fault[0] == "status":
+                    fake._record(self, body, "fault")
+                    kind = "rate_limit_error" if fault[1] == 429 else "server_error"
+                    return self._send(fault[1], {"error": {"message": f"injected {fault[1]}", "type": kind}})
+                if fault and fault[0] == "hang":
+                    fake._record(self, body, "hang")
+                    time.sleep(fault[1])
+                    return self._send(200, {"error": "too late"})
+                if self.path.endswith("/chat/completions"):
+                    kind, content, logprobs = fake.answer_chat(body)
+                    fake._record(self, body, kind)
+                    choice = {"index": 0, "message": {"role": "assistant", "content": content},
+                              "finish_reason": "stop", "logprobs": logprobs}
+                    obj = "chat.completion"
+                elif self.path.endswith("/completions"):
+                    fake._record(self, body, "completion")
+                    choice = {"index": 0, "text": "fake completion", "finish_reason": "stop", "logprobs": None}
+                    obj = "text_completion"
+                else:
+                    return self._send(404, {"error": {"message": f"no route {self.path}"}})
+                self._send(200, {"id": "fake-1", "object": obj, "created": int(time.time()),
+                                 "model": body.get("model", MODEL_ID), "choices": [choice],
+                                 "usage": {"prompt_tokens": 10, "completion_tokens": 1, "total_tokens": 11}})
+
+        return Handler
+
+    def _record(self, handler, body: dict, kind: str) -> None:
+        with self._lock:
+            self.requests.append({"method": "POST", "path": handler.path, "body": body, "kind": kind,
+                                  "auth": handler.headers.get("Authorization")})
+
+
+def main() -> None:
+    """Serve until killed (stands in for ``python -m vllm.entrypoints.openai.api_server``)."""
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--port", type=int, required=True)
+    args, _ = parser.parse_known_args()
+    server = FakeOpenAI(port=args.port)
+    server._server.serve_forever()
+
+
+if __name__ == "__main__":
+    main()
