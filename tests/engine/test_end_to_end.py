@@ -1,0 +1,107 @@
+"""The main job end to end, in a subprocess, on the built-in sandbox.
+
+Checks the run directory's artifacts, that trainable parameters changed, and that the first
+logged loss equals its closed form: at step 1 policy = reference, so a DPO batch gives ln 2 and an
+SFT batch gives the reference's mean per-sequence NLL.
+"""
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def train(run_dir: Path, *overrides: str) -> subprocess.CompletedProcess:
+    cmd = [sys.executable, "-m", "prefexp.train", f"hydra.run.dir={run_dir}", "trainer.max_steps=3",
+           "trainer.logging_steps=1", "dataset.sandbox.num_prompts=400",
+           # a small sandbox model (its own cache entry) keeps the first build of a clean CI short
+           "model.sandbox.sft_steps=80", "model.sandbox.num_prompts=400", *overrides]
+    proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    return proc
+
+
+def read_jsonl(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+@pytest.fixture(scope="module")
+def mixdpo_run(tmp_path_factory) -> Path:
+    run_dir = tmp_path_factory.mktemp("mixdpo")
+    train(run_dir, "loss=mixdpo", "tau=0.5")
+    return run_dir
+
+
+def test_routing_plan_sorted_and_routed(mixdpo_run):
+    plan = read_jsonl(mixdpo_run / "routing_plan.jsonl")
+    margins = [row["margin"] for row in plan]
+    assert all(a >= b for a, b in zip(margins, margins[1:])), "margins must never increase (easy to hard)"
+    assert all((row["route"] == "sft") == (row["margin"] < 0.5) for row in plan)
+    sft_share = sum(row["route"] == "sft" for row in plan) / len(plan)
+    assert 0.05 < sft_share < 0.3
+    same_margin = [row["index"] for row in plan if row["margin"] == plan[0]["margin"]]
+    assert same_margin == sorted(same_margin), "ties keep the original row order"
+
+
+def test_metrics_and_first_loss(mixdpo_run):
+    rows = read_jsonl(mixdpo_run / "metrics.jsonl")
+    assert [r["step"] for r in rows] == [1, 2, 3]
+    for key in ("loss", "rewards/chosen", "rewards/rejected", "rewards/margins", "rewards/accuracies",
+                "logps/chosen", "logps/rejected", "route/sft_fraction"):
+        assert key in rows[0], key
+    # easiest pairs first: step 1 is all DPO, policy == reference -> ln 2 for every label smoothing
+    assert rows[0]["route/sft_fraction"] == 0.0
+    assert rows[0]["loss"] == pytest.approx(math.log(2), abs=1e-5)
+    assert rows[0]["rewards/margins"] == pytest.approx(0.0, abs=1e-6)
+
+
+def test_checkpoint_manifest_and_changed_weights(mixdpo_run):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    ckpt = mixdpo_run / "checkpoint"
+    manifest = json.loads((ckpt / "manifest.json").read_text())
+    assert manifest["loss"] == "mixdpo" and manifest["step"] == 3 and manifest["chat_template"]
+    assert {"base_model", "config_hash", "git_commit", "reference_model"} <= set(manifest)
+    trained = AutoModelForCausalLM.from_pretrained(ckpt)
+    initial = AutoModelForCausalLM.from_pretrained(manifest["reference_model"])
+    AutoTokenizer.from_pretrained(ckpt)
+    initial_params = dict(initial.named_parameters())
+    for name, param in trained.named_parameters():
+        assert not torch.equal(param, initial_params[name]), f"{name} did not change"
+    assert list((mixdpo_run / "wandb").glob("offline-run-*")), "W&B offline run missing"
+    assert (mixdpo_run / ".hydra" / "config.yaml").exists()
+
+
+def test_hard_first_batch_is_sft_closed_form(tmp_path):
+    """hard_to_easy puts SFT pairs first: the first loss is the reference's per-sequence NLL."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from prefexp.data.records import to_pairs
+    from prefexp.engine.batching import PairCollator
+    from prefexp.engine.logps import forward_logps
+    from prefexp.engine.tokenize import ensure_chat_template, tokenize_pairs
+    from prefexp.sandbox.data import build_sandbox_rows
+
+    run_dir = tmp_path / "run"
+    train(run_dir, "loss=mixdpo", "curriculum=hard_to_easy", "logger=none", "trainer.max_steps=1",
+          "trainer.per_device_batch_size=4")
+    first = read_jsonl(run_dir / "metrics.jsonl")[0]
+    plan = read_jsonl(run_dir / "routing_plan.jsonl")[:4]
+    assert all(row["route"] == "sft" for row in plan)
+    model_dir = json.loads((run_dir / "checkpoint" / "manifest.json").read_text())["reference_model"]
+    tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    ensure_chat_template(tokenizer)
+    pairs = {p.index: p for p in to_pairs(build_sandbox_rows(num_prompts=400, seed=0), "sandbox", "error", True)}
+    examples, _ = tokenize_pairs([pairs[row["index"]] for row in plan], tokenizer, 96, 48)
+    model = AutoModelForCausalLM.from_pretrained(model_dir).eval()
+    with torch.no_grad():
+        logps, lengths = forward_logps(model, PairCollator(tokenizer.pad_token_id)(examples))
+    expected = (-logps[:4] / lengths[:4]).mean().item()
+    assert first["loss"] == pytest.approx(expected, rel=1e-4)
