@@ -1,0 +1,180 @@
+"""Reward models and their scores, cached on disk and found again by key.
+
+Layout under ``cache_dir`` (``paths.cache_dir``)::
+
+    reward_models/<rm key>/            save_pretrained model + tokenizer, DONE (json summary) last
+    reward_scores/<rm key>-<data fp>.json   {"<pair index>": [r_chosen, r_rejected], ...}
+
+* ``data fp`` = :func:`examples_fingerprint` of the tokenized pairs (index + token ids), as for
+  reference log-probs: any change of rows, tokenizer, chat template or truncation misses the cache.
+* ``rm key`` = sha256 of {base weights fingerprint, training data fp, the recipe's hyperparameters
+  (:func:`key_hparams`), :data:`REWARD_MODEL_VERSION`}. The key doubles as the reward model's
+  fingerprint in the scores key, so a lookup needs no model load.
+
+A reward model directory is complete only once ``DONE`` exists: it is built in a temporary folder
+and renamed into place, and score files are written to a temporary name and renamed, so an
+interrupted run never leaves a cache entry that a later run would trust.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import shutil
+import tempfile
+from functools import lru_cache
+from pathlib import Path
+from typing import Optional, Sequence
+
+import torch
+
+from ..data.records import PreferencePair
+from ..engine.reference import examples_fingerprint, weights_fingerprint
+from .hparams import RewardModelConfig, key_hparams
+
+log = logging.getLogger(__name__)
+
+# Bump when the training or scoring recipe changes in a way the hyperparameters do not capture.
+REWARD_MODEL_VERSION = 1
+
+
+class RewardScoresMissing(RuntimeError):
+    """Reward-model scores are not cached and building them was not allowed."""
+
+
+@lru_cache(maxsize=None)
+def base_fingerprint(model_path: str) -> str:
+    """``weights_fingerprint`` once per process: it reads every weight file (GBs for a 7B model)."""
+    return weights_fingerprint(model_path)
+
+
+def reward_model_key(base_fp: str, data_fp: str, hparams: RewardModelConfig) -> str:
+    blob = json.dumps({"version": REWARD_MODEL_VERSION, "base": base_fp, "data": data_fp,
+                       "hparams": key_hparams(hparams)}, sort_keys=True)
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def reward_model_dir(cache_dir: Path, rm_key: str) -> Path:
+    return Path(cache_dir) / "reward_models" / rm_key
+
+
+def scores_path(cache_dir: Path, rm_key: str, data_fingerprint: str) -> Path:
+    return Path(cache_dir) / "reward_scores" / f"{rm_key}-{data_fingerprint}.json"
+
+
+def ensure_reward_model(model_path: str, hparams: RewardModelConfig, examples: Sequence[dict], tokenizer,
+                        cache_dir: Path, trust_remote_code: bool = False, force: bool = False,
+                        rm_key: Optional[str] = None) -> Path:
+    """Return the directory of the reward model trained on ``examples``; train it first if needed."""
+    from .model import train_reward_model
+
+    rm_key = rm_key or reward_model_key(base_fingerprint(model_path), examples_fingerprint(examples), hparams)
+    final = reward_model_dir(cache_dir, rm_key)
+    if (final / "DONE").is_file() and not force:
+        log.info("reward model: cache hit %s", final)
+        return final
+    final.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".building-{rm_key}-", dir=final.parent))
+    try:
+        summary = train_reward_model(model_path, hparams, examples, tokenizer, tmp, trust_remote_code)
+        shutil.rmtree(tmp / "trainer", ignore_errors=True)
+        summary.update(base_model=model_path, base_fingerprint=base_fingerprint(model_path),
+                       data_fingerprint=examples_fingerprint(examples), hparams=key_hparams(hparams),
+                       version=REWARD_MODEL_VERSION)
+        (tmp / "DONE").write_text(json.dumps(summary, indent=2, default=str) + "\n")
+        if (final / "DONE").is_file() and not force:
+            return final  # a concurrent build finished first: keep it, drop ours
+        if final.exists():
+            shutil.rmtree(final)  # incomplete (no DONE) or force=true
+        os.rename(tmp, final)  # atomic on one filesystem
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+    log.info("reward model: trained %d steps (loss %.4f) on %d pairs -> %s", summary["steps"],
+             summary["train_loss"], summary["pairs"], final)
+    return final
+
+
+def load_reward_model(rm_dir: Path, dtype: str = "float32", trust_remote_code: bool = False):
+    from transformers import AutoModelForSequenceClassification
+
+    from .model import DTYPES
+
+    return AutoModelForSequenceClassification.from_pretrained(rm_dir, dtype=DTYPES[dtype],
+                                                              trust_remote_code=trust_remote_code)
+
+
+def _write_json(path: Path, values: dict[int, tuple[float, float]]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(f".tmp{os.getpid()}")
+    tmp.write_text(json.dumps({str(k): list(v) for k, v in sorted(values.items())}))
+    tmp.replace(path)
+
+
+def read_scores(path: Path) -> dict[int, tuple[float, float]]:
+    return {int(k): (float(v[0]), float(v[1])) for k, v in json.loads(Path(path).read_text()).items()}
+
+
+def cached_reward_scores(model_path: str, hparams: RewardModelConfig, train_examples: Sequence[dict],
+                         score_examples: Sequence[dict], tokenizer, cache_dir: Path, build_if_missing: bool,
+                         command: Optional[str] = None, trust_remote_code: bool = False,
+                         force: bool = False) -> tuple[dict[int, tuple[float, float]], Path]:
+    """``({pair index: (r_chosen, r_rejected)}, scores file)`` for ``score_examples`` under the reward
+    model trained on ``train_examples`` (tokenized pairs from ``tokenize_pairs``).
+
+    Cache hit: read the file, load nothing. Miss: raise :class:`RewardScoresMissing` (naming
+    ``command``) unless ``build_if_missing``; otherwise train the reward model if its directory is
+    missing too, score, and cache. ``force`` retrains and rescores.
+    """
+    rm_key = reward_model_key(base_fingerprint(model_path), examples_fingerprint(train_examples), hparams)
+    path = scores_path(cache_dir, rm_key, examples_fingerprint(score_examples))
+    if path.is_file() and not force:
+        log.info("reward scores: cache hit %s", path)
+        return read_scores(path), path
+    if not build_if_missing:
+        how = command or ("python -m prefexp.reward model=<model option> dataset=<dataset option> "
+                          f"(with the settings of this run; base model {model_path})")
+        raise RewardScoresMissing(
+            f"reward-model scores are not cached (looked for {path}). Build them first with:\n  {how}\n"
+            "or allow building them inside this run.")
+    from .model import score_pairs
+
+    rm_dir = ensure_reward_model(model_path, hparams, train_examples, tokenizer, cache_dir, trust_remote_code,
+                                 force=force, rm_key=rm_key)
+    model = load_reward_model(rm_dir, hparams.dtype, trust_remote_code)
+    if torch.cuda.is_available():
+        model.to("cuda")
+    values = score_pairs(model, score_examples, tokenizer.pad_token_id, hparams.score_batch_size)
+    del model
+    _write_json(path, values)
+    log.info("reward scores: scored %d pairs, cached at %s", len(values), path)
+    return values, path
+
+
+def reward_margins(model_path: str, hparams: RewardModelConfig, pairs: Sequence[PreferencePair], tokenizer,
+                   max_length: int, max_prompt_length: int, cache_dir: Path, build_if_missing: bool,
+                   command: Optional[str] = None, trust_remote_code: bool = False) -> dict[int, float]:
+    """Label-aligned reward-model margins ``{pair.index: r(chosen) - r(rejected)}`` (MADPO's ``m``,
+    MixDPO's reward-model difficulty), under a Bradley-Terry reward model trained on these same pairs.
+
+    Args:
+        model_path: base weights of the reward model (``resolve_model_path(c)``; same as the policy).
+        hparams: the reward-model recipe (``reward_model`` config group).
+        pairs: the training pairs; the reward model is trained on and scores exactly these.
+        tokenizer: the tokenizer of ``model_path`` after ``ensure_chat_template`` (as in training).
+        max_length, max_prompt_length: ``dataset.max_length`` / ``dataset.max_prompt_length``.
+        cache_dir: ``paths.cache_dir``.
+        build_if_missing: on a cache miss, train and score here (True) or raise
+            :class:`RewardScoresMissing` naming ``command`` (False).
+        command: the exact ``python -m prefexp.reward ...`` line for this run (:func:`reward_command`).
+
+    Same inputs give the same cache keys as ``python -m prefexp.reward`` with the same model,
+    dataset and reward_model settings, so scores built by the CLI are found here and vice versa.
+    """
+    from ..engine.tokenize import tokenize_pairs
+
+    examples, _ = tokenize_pairs(pairs, tokenizer, max_length, max_prompt_length)
+    scores, _ = cached_reward_scores(model_path, hparams, examples, examples, tokenizer, cache_dir,
+                                     build_if_missing, command, trust_remote_code)
+    return {index: c - r for index, (c, r) in scores.items()}
