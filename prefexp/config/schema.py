@@ -103,6 +103,8 @@ class TrainerConfig:
     resume: str = "auto"  # auto (resume from the last checkpoint in the run dir) | never
     reference_batch_size: int = 32
     num_threads: Optional[int] = None  # torch CPU threads; None = torch's default
+    # --- scaling (prefexp.launch): ranks to start on this node; "auto" = every CUDA GPU (1 on CPU).
+    devices: Any = 1
 
 
 @dataclass
@@ -113,6 +115,21 @@ class LoggerConfig:
     entity: Optional[str] = None
     group: Optional[str] = None
     tags: list[str] = field(default_factory=list)
+    # --- sweeps / W&B naming (prefexp.launch.wandb_identity) ---
+    # group: null = the sweep dir's name in multirun (one W&B group per sweep); name: null = the
+    # job's overrides; objective: the final metrics.jsonl value a job returns to a sweeper (Optuna).
+    job_type: str = "train"
+    name: Optional[str] = None
+    objective: str = "rewards/accuracies"
+
+
+@dataclass
+class DeepSpeedConfig:
+    """conf/deepspeed/<option>.yaml. ``config`` is DeepSpeed's own JSON; its batch keys interpolate
+    the trainer group and the resolved dict goes to TrainingArguments(deepspeed=...)."""
+
+    enabled: bool = False
+    config: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -132,6 +149,7 @@ class TrainConfig:
     trainer: TrainerConfig = MISSING
     logger: LoggerConfig = MISSING
     paths: PathsConfig = MISSING
+    deepspeed: DeepSpeedConfig = field(default_factory=DeepSpeedConfig)
     tau: float = 0.5
     seed: int = 0
     dry_run: bool = False

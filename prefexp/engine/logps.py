@@ -1,19 +1,33 @@
-"""Per-sequence log-probabilities of the response tokens."""
+"""Per-sequence log-probabilities of the response tokens.
+
+``forward_logps`` takes either batch layout: the padded one of ``PairCollator`` ([2B, T] rows) or
+the shared-prompt one of ``packing.PackedPairCollator``. By default (``head="auto"``) it never
+materialises [2B, T, V] logits: the model runs with ``logits_to_keep=1`` and the LM head is applied
+only to the final hidden states of the positions that predict a response token, in chunks
+(``fused_logps.hidden_token_logps``). Models whose head does more than ``W h + b`` (logit
+soft-capping or scaling), and sharded heads (ZeRO-3, FSDP), use the full-logits path, whose
+log-softmax is itself chunked over positions (``token_logps``).
+"""
 from __future__ import annotations
 
 import torch
 from torch import Tensor
 
+from .fused_logps import chunked_token_logps, hidden_token_logps
+from .packing import is_packed, tree_attention_mask
+
+# Architectures whose LM head is exactly ``lm_head(final_hidden)`` (no soft-cap, no logit scale).
+FUSED_HEAD_MODEL_TYPES = frozenset({"llama", "mistral", "qwen2", "qwen3", "phi3", "olmo2"})
+HEADS = ("auto", "fused", "logits")
+
 
 def token_logps(logits: Tensor, input_ids: Tensor) -> Tensor:
-    """Log-prob of each next token [N, T-1] from logits [N, T, V].
+    """Log-prob of each next token [N, T-1] float32 from logits [N, T, V].
 
-    Uses ``gather - logsumexp`` instead of a full log_softmax so the [N, T, V] log-prob tensor is
-    never materialised next to the logits.
+    ``gather - logsumexp`` over chunks of positions: neither the [N, T, V] log-softmax nor a full
+    float32 copy of low-precision logits is ever alive.
     """
-    logits = logits[:, :-1, :].float()  # [N, T-1, V]; position t predicts token t+1
-    targets = input_ids[:, 1:].unsqueeze(-1)  # [N, T-1, 1]
-    return logits.gather(-1, targets).squeeze(-1) - torch.logsumexp(logits, dim=-1)  # [N, T-1]
+    return chunked_token_logps(logits, input_ids[:, 1:])  # position t predicts token t+1
 
 
 def sequence_logps(logits: Tensor, input_ids: Tensor, response_mask: Tensor) -> tuple[Tensor, Tensor]:
@@ -23,7 +37,89 @@ def sequence_logps(logits: Tensor, input_ids: Tensor, response_mask: Tensor) -> 
     return (per_token * mask).sum(-1), mask.sum(-1)
 
 
-def forward_logps(model, batch: dict[str, Tensor]) -> tuple[Tensor, Tensor]:
-    """One forward over the concatenated batch; returns ([2B] summed logps, [2B] lengths)."""
-    out = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], use_cache=False)
-    return sequence_logps(out.logits, batch["input_ids"], batch["response_mask"])
+def _unwrap(model):
+    while hasattr(model, "module"):  # DistributedDataParallel, DeepSpeed engine
+        model = model.module
+    return model
+
+
+def fused_head_supported(model) -> bool:
+    """Whether the LM head can be applied outside the model (plain Linear head, unsharded weight)."""
+    base = _unwrap(model)
+    config = getattr(base, "config", None)
+    if config is None or getattr(config, "model_type", None) not in FUSED_HEAD_MODEL_TYPES:
+        return False
+    head = base.get_output_embeddings()
+    if not isinstance(head, torch.nn.Linear):  # e.g. a PEFT adapter on the head
+        return False
+    w = head.weight
+    return (type(w.data) is torch.Tensor and w.dim() == 2 and w.numel() > 0
+            and not hasattr(w, "ds_id"))  # DTensor (FSDP2) or ZeRO-3 partitioned weights
+
+
+def _final_hidden(model, **inputs) -> Tensor:
+    """Final (post-norm) hidden states [N, T, H]; the model's own head runs on one position only."""
+    out = model(**inputs, use_cache=False, output_hidden_states=True, logits_to_keep=1)
+    return out.hidden_states[-1]
+
+
+def _head_logps(model, hidden: Tensor, targets: Tensor) -> Tensor:
+    head = _unwrap(model).get_output_embeddings()
+    return hidden_token_logps(hidden, head.weight, head.bias, targets)  # [M]
+
+
+def _use_fused(model, head: str) -> bool:
+    if head not in HEADS:
+        raise ValueError(f"head={head!r}; expected one of {HEADS}")
+    if head == "fused" and not fused_head_supported(model):
+        raise ValueError(f"head='fused' is not supported for {type(_unwrap(model)).__name__}; use head='auto'")
+    return head == "fused" or (head == "auto" and fused_head_supported(model))
+
+
+def _packed_mask(model, batch: dict[str, Tensor]) -> Tensor:
+    mask = tree_attention_mask(batch["segment_ids"], batch["branch_ids"])  # [R, 1, W, W] bool
+    impl = getattr(_unwrap(model).config, "_attn_implementation", "sdpa")
+    if impl == "sdpa":
+        return mask
+    if impl == "eager":  # eager adds the mask to the scores
+        dtype = next(model.parameters()).dtype
+        return torch.zeros(mask.shape, dtype=dtype, device=mask.device).masked_fill_(~mask, torch.finfo(dtype).min)
+    raise ValueError(f"packed batches need attn_implementation 'sdpa' or 'eager' (a custom 4-D mask); got {impl!r}")
+
+
+def _forward_packed(model, batch: dict[str, Tensor], fused: bool) -> tuple[Tensor, Tensor]:
+    inputs = {"input_ids": batch["input_ids"], "position_ids": batch["position_ids"],
+              "attention_mask": _packed_mask(model, batch)}
+    positions, targets = batch["logp_positions"], batch["logp_targets"]  # [M], [M]
+    if fused:
+        hidden = _final_hidden(model, **inputs)  # [R, W, H]
+        per_token = _head_logps(model, hidden.reshape(-1, hidden.shape[-1])[positions], targets)  # [M]
+    else:
+        logits = model(**inputs, use_cache=False).logits  # [R, W, V]
+        picked = logits.reshape(-1, logits.shape[-1])[positions]  # [M, V]
+        per_token = chunked_token_logps(picked[None], targets[None])[0]  # [M]
+    lengths = batch["response_lengths"]  # [2B]
+    logps = torch.zeros(lengths.shape[0], dtype=torch.float32, device=per_token.device)
+    return logps.index_add(0, batch["logp_sequences"], per_token), lengths
+
+
+def forward_logps(model, batch: dict[str, Tensor], head: str = "auto") -> tuple[Tensor, Tensor]:
+    """One forward over the concatenated batch; returns ([2B] summed logps, [2B] lengths).
+
+    Rows 0..B-1 are the chosen responses, B..2B-1 the rejected ones, in either layout. ``head``:
+    ``"fused"`` (LM head on response positions only), ``"logits"`` (the model's full logits) or
+    ``"auto"`` (fused when ``fused_head_supported(model)``). Log-probs are float32.
+    """
+    fused = _use_fused(model, head)
+    if is_packed(batch):
+        return _forward_packed(model, batch, fused)
+    input_ids, response_mask = batch["input_ids"], batch["response_mask"]
+    if not fused:
+        out = model(input_ids=input_ids, attention_mask=batch["attention_mask"], use_cache=False)
+        return sequence_logps(out.logits, input_ids, response_mask)
+    hidden = _final_hidden(model, input_ids=input_ids, attention_mask=batch["attention_mask"])  # [2B, T, H]
+    scored = response_mask[:, 1:]  # [2B, T-1]; position t predicts token t+1
+    rows, cols = scored.nonzero(as_tuple=True)  # [M] each
+    per_token = _head_logps(model, hidden[rows, cols], input_ids[rows, cols + 1])  # [M]
+    logps = torch.zeros(input_ids.shape[0], dtype=torch.float32, device=per_token.device)
+    return logps.index_add(0, rows, per_token), scored.sum(-1).to(torch.float32)

@@ -19,6 +19,7 @@ from ..data.sources import describe, load_rows
 from ..data.records import PreferencePair
 from ..difficulty.plan import make_plan, plot_histogram, rating_margins, summarize, write_plan
 from ..difficulty.router import RouterSpec, select
+from .distributed import is_main_process
 
 log = logging.getLogger(__name__)
 
@@ -50,10 +51,11 @@ def plan_data(settings: Settings, pairs: list[PreferencePair], margins: list, ru
     spec = router_spec(c)
     branch = getattr(loss, "preference_branch", settings.loss_name)
     kept, discarded = make_plan(pairs, margins, spec, c.curriculum.order, c.seed, branch, loss.routes_pairs)
-    write_plan(kept, run_dir / "routing_plan.jsonl", c.router.metric)
     summary = summarize(kept, discarded, spec, c.router.metric, c.curriculum.order)
-    (run_dir / "routing_summary.json").write_text(json.dumps(summary, indent=2))
-    if any(m is not None for m in margins):
+    if is_main_process():  # [scaling] every rank plans (same result), only rank 0 writes
+        write_plan(kept, run_dir / "routing_plan.jsonl", c.router.metric)
+        (run_dir / "routing_summary.json").write_text(json.dumps(summary, indent=2))
+    if any(m is not None for m in margins) and is_main_process():
         cut = c.tau if spec.name == "threshold" else None
         if spec.name == "quantile":
             selected = [m for m, s in zip(margins, select(margins, spec)) if s]
@@ -101,14 +103,16 @@ def train(settings: Settings, resolved: dict, run_dir: Path) -> Path | None:
 
     from .artifacts import MetricsFileCallback, write_manifest
     from .batching import PairCollator
-    from .reference import cached_reference_logps
+    from .distributed import cpu_ranks, deepspeed_dict, main_process_first, prepare_deepspeed, shared_reference_logps
+    from .throughput import ThroughputCallback
     from .tokenize import ensure_chat_template, tokenize_pairs
     from .trainer import PreferenceTrainer
 
     if c.trainer.num_threads is not None:
         torch.set_num_threads(c.trainer.num_threads)
     set_seed(c.seed)
-    model_path = resolve_model_path(c)
+    with main_process_first():  # [scaling] one rank builds a missing sandbox model, the others reuse it
+        model_path = resolve_model_path(c)
     tokenizer = AutoTokenizer.from_pretrained(model_path, trust_remote_code=c.model.trust_remote_code)
     ensure_chat_template(tokenizer)
     examples, _ = tokenize_pairs(pairs, tokenizer, c.dataset.max_length, c.dataset.max_prompt_length)
@@ -118,7 +122,8 @@ def train(settings: Settings, resolved: dict, run_dir: Path) -> Path | None:
         return AutoModelForCausalLM.from_pretrained(model_path, dtype=dtype, trust_remote_code=c.model.trust_remote_code)
 
     if loss.needs_reference or metric == "reference_logp":
-        ref = cached_reference_logps(load_model, model_path, examples, tokenizer.pad_token_id,
+        # [scaling] before TrainingArguments: plain model on this rank's device, sharded over ranks
+        ref = shared_reference_logps(load_model, model_path, examples, tokenizer.pad_token_id,
                                      c.trainer.reference_batch_size, Path(c.paths.cache_dir))
         for example in examples:
             example["reference_chosen_logps"], example["reference_rejected_logps"] = ref[example["index"]]
@@ -162,7 +167,10 @@ def train(settings: Settings, resolved: dict, run_dir: Path) -> Path | None:
         report_to=["wandb"] if use_wandb else "none",
         seed=c.seed,
         disable_tqdm=not sys.stderr.isatty(),  # progress bar only on a terminal
+        deepspeed=deepspeed_dict(c.deepspeed.enabled, c.deepspeed.config),  # [scaling] None = off
+        use_cpu=cpu_ranks(),  # [scaling] gloo ranks on a CPU-only machine
     )
+    prepare_deepspeed(args, run_dir)  # [scaling] DeepSpeed comm + <run dir>/ds_config.json
     model = load_model()
     if t.disable_dropout:  # as TRL: dropout makes policy != reference at step 0 and noises the log-ratios
         for module in model.modules():
@@ -170,7 +178,8 @@ def train(settings: Settings, resolved: dict, run_dir: Path) -> Path | None:
                 module.p = 0.0
     trainer = PreferenceTrainer(model=model, args=args, train_dataset=examples,
                                 data_collator=PairCollator(tokenizer.pad_token_id), processing_class=tokenizer,
-                                preference_loss=loss, callbacks=[MetricsFileCallback(run_dir / "metrics.jsonl")])
+                                preference_loss=loss, callbacks=[ThroughputCallback(),  # [scaling] tokens/s
+                                                                MetricsFileCallback(run_dir / "metrics.jsonl")])
     last = get_last_checkpoint(args.output_dir) if t.resume == "auto" and Path(args.output_dir).is_dir() else None
     if last:
         log.info("resuming from %s", last)

@@ -10,6 +10,7 @@ the gold score. The result is saved with ``save_pretrained`` and loads with
 from __future__ import annotations
 
 import hashlib
+import inspect
 import json
 import math
 import os
@@ -144,14 +145,11 @@ def ensure_sandbox_model(cache_dir: Union[str, Path], *, hidden_size: int = 64, 
     renamed into place, so an interrupted build is never reused. Later calls with the same
     arguments return the cached path at once.
     """
-    args = dict(hidden_size=hidden_size, num_layers=num_layers, num_heads=num_heads,
-                intermediate_size=intermediate_size, max_length=max_length, sft_steps=sft_steps,
-                sft_batch_size=sft_batch_size, learning_rate=learning_rate, seed=seed,
-                num_prompts=num_prompts, eval_prompts=eval_prompts)
+    args = _build_args(locals())
     if hidden_size % num_heads:
         raise ValueError(f"hidden_size={hidden_size} must be divisible by num_heads={num_heads}")
     cache_dir = Path(cache_dir)
-    final = cache_dir / f"sandbox-model-{cache_key(**args)}"
+    final = sandbox_model_dir(cache_dir, **args)
     if (final / "DONE").is_file():
         return final
     cache_dir.mkdir(parents=True, exist_ok=True)
@@ -175,6 +173,21 @@ def ensure_sandbox_model(cache_dir: Union[str, Path], *, hidden_size: int = 64, 
           f"SFT loss {summary['final_sft_loss']:.3f}, mean gold score {summary['mean_gold_score']:.2f} "
           f"on {eval_prompts} held-out prompts -> {final}", file=sys.stderr, flush=True)
     return final
+
+
+def _build_args(values: dict) -> dict:
+    """Every keyword argument of :func:`ensure_sandbox_model` (defaults filled in), by name."""
+    names = [p.name for p in inspect.signature(ensure_sandbox_model).parameters.values()
+             if p.kind is inspect.Parameter.KEYWORD_ONLY]
+    return {n: values[n] for n in names}
+
+
+def sandbox_model_dir(cache_dir: Union[str, Path], **kwargs) -> Path:
+    """Where :func:`ensure_sandbox_model` puts (or finds) the model for these arguments; unset
+    arguments take ensure_sandbox_model's defaults. Builds nothing."""
+    bound = inspect.signature(ensure_sandbox_model).bind(cache_dir, **kwargs)
+    bound.apply_defaults()
+    return Path(cache_dir) / f"sandbox-model-{cache_key(**_build_args(bound.arguments))}"
 
 
 def _build(out: Path, args: dict) -> dict:

@@ -23,10 +23,13 @@ def _overrides(run, judge_url, key_env, data_dir, limit=4):
             "eval.generation.max_new_tokens=4", "eval.generation.device=cpu", "wandb=false"]
 
 
-def test_end_to_end_limit_no_lc(tiny_run, fake_judge, judge_key):
+def test_end_to_end_limit_no_lc(tiny_run, fake_judge, judge_key, tmp_path, monkeypatch):
     """4 instructions; the fake judge prefers the longer output, and the tiny model's 4-token
     noise is shorter than every GPT-4 reference answer: win rate 10% (preference 1 + P(M) = 1.1
     for each, win_rate = 100 * mean(preference - 1)), n_wins 0 of 4."""
+    from huggingface_hub import constants
+
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "empty_hf_cache"))  # not the user's
     data = shared_path("alpaca_eval")
     res = evaluate(settings(_overrides(tiny_run, fake_judge.url, judge_key, data)))
     m = res["metrics"]

@@ -1,0 +1,214 @@
+"""Ranks, the process group and what must happen once per job under a multi-rank launch.
+
+Every rank of a launch (``trainer.devices=N``, ``torchrun`` or ``deepspeed``) runs the same
+pipeline in the same run dir. This module answers the questions the pipeline asks about that:
+which rank am I, which device is mine, who writes files (rank 0 only), and how the reference
+log-probs are precomputed once for all ranks before the Trainer or DeepSpeed wraps anything:
+each rank scores a strided shard of the pairs with the plain model on its own device, the shards
+are all-gathered, rank 0 writes the cache and everyone continues with the same numbers.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+from contextlib import contextmanager
+from datetime import timedelta
+from pathlib import Path
+from typing import Callable, Sequence
+
+log = logging.getLogger(__name__)
+
+# Ranks wait for each other around the reference precompute and the first DeepSpeed collectives;
+# the default 10-30 min collective timeout is too short for a 7-8B reference pass over 60k pairs.
+PROCESS_GROUP_TIMEOUT = timedelta(hours=3)
+
+
+def rank() -> int:
+    return int(os.environ.get("RANK", "0"))
+
+
+def local_rank() -> int:
+    return int(os.environ.get("LOCAL_RANK", "0"))
+
+
+def world_size() -> int:
+    return int(os.environ.get("WORLD_SIZE", "1"))
+
+
+def is_main_process() -> bool:
+    """Rank 0 of the job: the only writer of logs, plans, checkpoints and manifests."""
+    return rank() == 0
+
+
+def in_launch() -> bool:
+    """True inside a rank started by torchrun / deepspeed / prefexp.launch (they all set these)."""
+    return "WORLD_SIZE" in os.environ and "RANK" in os.environ
+
+
+def local_device():
+    """This rank's device: cuda:<LOCAL_RANK> when CUDA exists, else the CPU."""
+    import torch
+
+    if torch.cuda.is_available():
+        return torch.device("cuda", local_rank() % torch.cuda.device_count())
+    return torch.device("cpu")
+
+
+def cpu_ranks() -> bool:
+    """A launch of several processes on a machine without CUDA: Accelerate only treats it as
+    distributed (gloo DDP / DeepSpeed on CPU) with TrainingArguments(use_cpu=True)."""
+    import torch
+
+    return in_launch() and not torch.cuda.is_available()
+
+
+def init_process_group() -> bool:
+    """Join the job's process group (nccl on GPUs, gloo on CPU) if this is a multi-rank launch.
+
+    Safe to call twice; the Trainer, Accelerate and DeepSpeed later reuse the group instead of
+    creating their own. Returns whether a group exists.
+    """
+    import torch
+    import torch.distributed as dist
+
+    if world_size() <= 1:
+        return False
+    if not dist.is_initialized():
+        backend = "nccl" if torch.cuda.is_available() else "gloo"
+        if backend == "nccl":
+            torch.cuda.set_device(local_device())
+        dist.init_process_group(backend=backend, timeout=PROCESS_GROUP_TIMEOUT)
+        log.info("process group: rank %d of %d, backend %s", rank(), world_size(), backend)
+    return True
+
+
+def destroy_process_group() -> None:
+    """Leave the group at the end of a rank (an exit without it can abort with SIGABRT)."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
+
+
+def barrier() -> None:
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()
+
+
+@contextmanager
+def main_process_first():
+    """Rank 0 runs the block first (e.g. builds a cached model), then the others (who find it cached)."""
+    grouped = init_process_group()
+    if grouped and not is_main_process():
+        barrier()
+    try:
+        yield
+    finally:
+        if grouped and is_main_process():
+            barrier()
+
+
+def quiet_replica_logging() -> None:
+    """Ranks > 0: warnings and errors to the console only; the run dir's train.log is rank 0's."""
+    root = logging.getLogger()
+    for handler in list(root.handlers):
+        if isinstance(handler, logging.FileHandler):
+            root.removeHandler(handler)
+            handler.close()
+    root.setLevel(logging.WARNING)
+
+
+def reference_cache_path(model_dir: str, examples: Sequence[dict], cache_dir: Path) -> Path:
+    """The file prefexp.engine.reference.cached_reference_logps reads and writes."""
+    from .reference import examples_fingerprint, weights_fingerprint
+
+    key = f"{weights_fingerprint(model_dir)}-{examples_fingerprint(examples)}"
+    return cache_dir / "reference_logps" / f"{key}.json"
+
+
+def shared_reference_logps(model_loader: Callable, model_dir: str, examples: Sequence[dict], pad_token_id: int,
+                           batch_size: int, cache_dir: Path) -> dict[int, tuple[float, float]]:
+    """Reference log-probs for every example, the same on every rank; cached on disk.
+
+    One rank: ``cached_reference_logps`` with the model on this rank's device. N ranks: the cache
+    is used only if every rank sees it (a node without the shared cache dir would otherwise wait
+    forever); else rank r scores ``examples[r::N]``, the shards are all-gathered and rank 0 writes
+    the cache file atomically. Runs before TrainingArguments exists, so under ZeRO-3 the model
+    here is the plain, unpartitioned one.
+    """
+    from .reference import cached_reference_logps, compute_reference_logps
+
+    device = local_device()
+
+    def load_on_device():
+        return model_loader().to(device)
+
+    if world_size() <= 1:
+        return cached_reference_logps(load_on_device, model_dir, examples, pad_token_id, batch_size, cache_dir)
+
+    import torch
+    import torch.distributed as dist
+
+    init_process_group()
+    path = reference_cache_path(model_dir, examples, cache_dir)
+    seen: list[bool] = [False] * world_size()
+    dist.all_gather_object(seen, path.exists())
+    if all(seen):
+        log.info("reference log-probs: cache hit %s", path)
+        return {int(k): tuple(v) for k, v in json.loads(path.read_text()).items()}
+
+    shard = list(examples)[rank()::world_size()]
+    model = load_on_device()
+    values = compute_reference_logps(model, shard, pad_token_id, batch_size) if shard else {}
+    del model
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
+    shards: list[dict] = [{}] * world_size()
+    dist.all_gather_object(shards, values)
+    merged = {int(k): tuple(v) for part in shards for k, v in part.items()}
+    if is_main_process():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(f".tmp{os.getpid()}")
+        tmp.write_text(json.dumps({str(k): list(v) for k, v in merged.items()}))
+        tmp.replace(path)
+        log.info("reference log-probs: %d pairs over %d ranks, cached at %s", len(merged), world_size(), path)
+    barrier()
+    return merged
+
+
+def deepspeed_dict(enabled: bool, config: dict) -> dict | None:
+    """The resolved DeepSpeed JSON for TrainingArguments(deepspeed=...), or None when disabled."""
+    return dict(config) if enabled else None
+
+
+def prepare_deepspeed(args, run_dir: Path) -> Path | None:
+    """Between TrainingArguments(deepspeed=...) and from_pretrained: join DeepSpeed's comm layer to
+    the process group (ZeRO-3's from_pretrained partitions the weights over it) and write
+    <run dir>/ds_config.json, the config as the Trainer will use it (batch, precision and clipping
+    "auto"s filled; bucket sizes stay "auto" until the model is wrapped). None when DeepSpeed is off."""
+    hf_config = getattr(args, "hf_deepspeed_config", None)
+    if hf_config is None:
+        return None
+    import deepspeed
+
+    init_process_group()
+    deepspeed.init_distributed(auto_mpi_discovery=False, timeout=PROCESS_GROUP_TIMEOUT)
+    if not is_main_process():
+        return None
+    path = run_dir / "ds_config.json"
+    path.write_text(json.dumps(_finite(hf_config.config), indent=2, sort_keys=True, default=str) + "\n")
+    return path
+
+
+def _finite(tree):
+    """Drop non-finite numbers (Accelerate sets steps_per_print=inf), which strict JSON cannot hold."""
+    import math
+
+    if isinstance(tree, dict):
+        return {k: _finite(v) for k, v in tree.items() if not (isinstance(v, float) and not math.isfinite(v))}
+    if isinstance(tree, list):
+        return [_finite(v) for v in tree]
+    return tree

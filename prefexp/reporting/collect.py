@@ -1,0 +1,147 @@
+"""Read a sweep dir: one RunRecord per job dir (the dirs holding ``.hydra/overrides.yaml``).
+
+Everything comes from files the jobs wrote, so a report works offline and after the fact:
+``.hydra/overrides.yaml`` (what the job varied), ``.hydra/hydra.yaml`` (job number, group
+choices), ``.hydra/config.yaml`` (tau), ``metrics.jsonl`` (training curves; the last row is
+"final"), ``eval/<benchmark>/results.json`` (written by ``prefexp.evaluate``), and the status
+markers: ``FAILED`` (written by a job that raised) or ``checkpoint/manifest.json`` (finished).
+"""
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Optional
+
+import yaml
+
+# The headline number of each benchmark (eval score in plots); other benchmarks: first numeric key.
+HEADLINE = {"alpaca_eval": "length_controlled_winrate", "mt_bench": "score", "sandbox": "win_rate"}
+_NOT_METRICS = {"schema_version", "limit", "n_items"}
+
+
+@dataclass
+class RunRecord:
+    dir: Path
+    job_num: Optional[int]
+    overrides: list[str]
+    params: dict[str, str]  # override key -> value, as typed
+    loss: Optional[str]
+    tau: Optional[float]
+    status: str  # ok | failed | incomplete
+    error: Optional[str] = None  # first line of FAILED: "<ExceptionType>: <message>"
+    curves: list[dict] = field(default_factory=list)  # metrics.jsonl rows
+    eval: dict[str, float] = field(default_factory=dict)  # "<benchmark>/<metric>" -> value
+    headline: dict[str, str] = field(default_factory=dict)  # benchmark -> eval key used in plots
+
+    @property
+    def final(self) -> dict[str, float]:
+        """The last logged training row (numbers only)."""
+        if not self.curves:
+            return {}
+        return {k: v for k, v in self.curves[-1].items() if _is_number(v)}
+
+    def summary(self, root: Path) -> dict[str, Any]:
+        try:
+            rel = str(self.dir.relative_to(root))
+        except ValueError:
+            rel = str(self.dir)
+        return {"dir": rel, "job_num": self.job_num, "overrides": self.overrides, "status": self.status,
+                "error": self.error, "loss": self.loss, "tau": self.tau, "final_metrics": self.final,
+                "eval": self.eval}
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _load_yaml(path: Path) -> Any:
+    if not path.exists():
+        return None
+    return yaml.safe_load(path.read_text())
+
+
+def _select(tree: Any, dotted: str) -> Any:
+    for part in dotted.split("."):
+        if not isinstance(tree, dict) or part not in tree:
+            return None
+        tree = tree[part]
+    return tree
+
+
+def _flat_numbers(tree: dict, prefix: str) -> dict[str, float]:
+    out: dict[str, float] = {}
+    for key, value in tree.items():
+        if isinstance(value, dict):
+            out.update(_flat_numbers(value, f"{prefix}/{key}"))
+        elif key not in _NOT_METRICS and _is_number(value):
+            out[f"{prefix}/{key}"] = float(value)
+    return out
+
+
+def read_eval(run_dir: Path) -> tuple[dict[str, float], dict[str, str]]:
+    """``eval/<bench>/results.json`` -> ({"<bench>/<metric>": value}, {bench: headline key})."""
+    values: dict[str, float] = {}
+    headline: dict[str, str] = {}
+    for path in sorted((run_dir / "eval").glob("*/results.json")):
+        results = json.loads(path.read_text())
+        bench = str(results.get("benchmark") or path.parent.name)
+        metrics = results["metrics"] if isinstance(results.get("metrics"), dict) else results
+        numbers = _flat_numbers(metrics, bench)
+        values.update(numbers)
+        preferred = f"{bench}/{HEADLINE[bench]}" if bench in HEADLINE else None
+        key = preferred if preferred in numbers else next(iter(numbers), None)
+        if key is not None:
+            headline[bench] = key
+    return values, headline
+
+
+def read_metrics(run_dir: Path) -> list[dict]:
+    path = run_dir / "metrics.jsonl"
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def status_of(run_dir: Path, config: Any) -> tuple[str, Optional[str]]:
+    failed = run_dir / "FAILED"
+    if failed.exists():
+        lines = [line for line in failed.read_text(errors="replace").splitlines() if line.strip()]
+        return "failed", (lines[0] if lines else "failed")  # prefexp.launch.write_failure: summary first
+    if (run_dir / "checkpoint" / "manifest.json").exists():
+        return "ok", None
+    if _select(config, "dry_run") is True and (run_dir / "routing_plan.jsonl").exists():
+        return "ok", None
+    return "incomplete", None
+
+
+def _float(value: Any) -> Optional[float]:
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return None
+
+
+def read_run(run_dir: Path) -> RunRecord:
+    overrides = [str(o) for o in (_load_yaml(run_dir / ".hydra" / "overrides.yaml") or [])]
+    params = dict(o.lstrip("+~").split("=", 1) for o in overrides if "=" in o)
+    hydra_cfg = _load_yaml(run_dir / ".hydra" / "hydra.yaml")
+    config = _load_yaml(run_dir / ".hydra" / "config.yaml")
+    job_num = _select(hydra_cfg, "hydra.job.num")
+    loss = params.get("loss") or _select(hydra_cfg, "hydra.runtime.choices.loss")
+    if loss is None and isinstance(_select(config, "loss._target_"), str):
+        loss = _select(config, "loss._target_").rsplit(".", 1)[-1]
+    tau = _float(params["tau"]) if "tau" in params else _float(_select(config, "tau"))
+    status, error = status_of(run_dir, config)
+    evals, headline = read_eval(run_dir)
+    return RunRecord(dir=run_dir, job_num=job_num if isinstance(job_num, int) else None, overrides=overrides,
+                     params=params, loss=loss, tau=tau, status=status, error=error, curves=read_metrics(run_dir),
+                     eval=evals, headline=headline)
+
+
+def collect_runs(sweep_dir: Path) -> list[RunRecord]:
+    """Every job dir under ``sweep_dir`` (any depth: override_dirname may contain '/'), by job number."""
+    dirs = sorted({p.parent.parent for p in Path(sweep_dir).rglob(".hydra/overrides.yaml")})
+    runs = [read_run(d) for d in dirs if ".submitit" not in d.parts]
+    return sorted(runs, key=lambda r: (r.job_num is None, r.job_num if r.job_num is not None else 0, str(r.dir)))

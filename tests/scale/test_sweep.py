@@ -1,0 +1,97 @@
+"""Sweeps on the tiny model: a 2 x 2 multirun with its summary and report, a failing point that
+does not stop the sweep (and W&B offline naming), and (slow) an Optuna study over beta and lr."""
+from __future__ import annotations
+
+import csv
+import json
+import math
+from pathlib import Path
+
+import pytest
+
+from .conftest import read_jsonl, run, train_cmd
+
+PNG = b"\x89PNG\r\n\x1a\n"
+
+
+def test_two_by_two_multirun_writes_four_runs_and_a_report(tiny, tmp_path):
+    sweep = tmp_path / "sweep"
+    # the issue's command, with a smaller batch to keep the test short
+    run(train_cmd("-m", "tau=0.25,1.0", "curriculum=easy_to_hard,none", *tiny, "trainer.per_device_batch_size=4",
+                  "trainer.logging_steps=1", f"hydra.sweep.dir={sweep}"))
+    summary = json.loads((sweep / "sweep_summary.json").read_text())
+    assert (summary["jobs"], summary["ok"], summary["failed"]) == (4, 4, 0)
+    points = set()
+    for job in summary["runs"]:
+        run_dir = sweep / job["dir"]
+        assert (run_dir / "checkpoint" / "manifest.json").exists()
+        params = dict(o.split("=", 1) for o in job["overrides"])
+        points.add((params["tau"], params["curriculum"]))
+        last = read_jsonl(run_dir / "metrics.jsonl")[-1]
+        assert job["final_metrics"]["loss"] == last["loss"] and job["final_metrics"]["step"] == 2
+    assert points == {("0.25", "easy_to_hard"), ("0.25", "none"), ("1.0", "easy_to_hard"), ("1.0", "none")}
+
+    with (sweep / "report.csv").open() as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) == 4 and {r["status"] for r in rows} == {"ok"}
+    assert {(r["tau"], r["curriculum"]) for r in rows} == {("0.25", "easy_to_hard"), ("0.25", "none"),
+                                                           ("1.0", "easy_to_hard"), ("1.0", "none")}
+    by_job = {str(j["job_num"]): j for j in summary["runs"]}
+    for r in rows:
+        assert float(r["final/loss"]) == pytest.approx(by_job[r["job"]]["final_metrics"]["loss"])
+    table = [line for line in (sweep / "report.md").read_text().splitlines() if line.startswith("| ")]
+    assert len(table) == 1 + 4  # header + four runs
+    for name in ("margins_vs_tau.png", "curves.png"):  # no eval results yet: margins against tau
+        assert (sweep / name).read_bytes()[:8] == PNG
+
+
+def test_a_failed_point_is_reported_and_the_sweep_goes_on(tiny, tmp_path):
+    """Job 0 (tau=99) fails validation; job 1 still trains, logging to W&B offline, named by the sweep."""
+    sweep = tmp_path / "tau_sweep"
+    overrides = [o for o in tiny if o != "logger=none"] + [
+        "logger=wandb", "logger.job_type=sweep_point", "logger.tags=[smoke]", "trainer.max_steps=1",
+        "trainer.per_device_batch_size=2"]
+    run(train_cmd("-m", "tau=99,0.25", *overrides, f"hydra.sweep.dir={sweep}"))
+    summary = json.loads((sweep / "sweep_summary.json").read_text())
+    assert (summary["jobs"], summary["ok"], summary["failed"]) == (2, 1, 1)
+    failed, ok = summary["runs"]
+    assert failed["status"] == "failed" and failed["error"].startswith("ConfigError: invalid config: - tau=99.0 is outside")
+    assert "Traceback" in (sweep / failed["dir"] / "FAILED").read_text()
+    assert ok["status"] == "ok" and ok["final_metrics"]["step"] == 1
+    assert "## Failed runs" in (sweep / "report.md").read_text()
+
+    offline = list((sweep / ok["dir"] / "wandb").glob("offline-run-*/run-*.wandb"))
+    assert len(offline) == 1
+    record = offline[0].read_bytes()  # protobuf records: the strings are stored verbatim
+    for expected in (b"tau_sweep", b"sweep_point", b"tau=0.25,", b"loss:mixdpo", b"tau:0.25", b"curriculum:easy_to_hard",
+                     b"smoke"):
+        assert expected in record, expected  # group = sweep dir name, job type, name = overrides, tags
+
+
+@pytest.mark.slow
+def test_optuna_sweeper_over_beta_and_lr(tiny, tmp_path):
+    sweep = tmp_path / "optuna"
+    run(train_cmd("-m", "hydra/sweeper=optuna_beta_lr", "hydra.sweeper.n_trials=2", *tiny, "trainer.max_steps=1",
+                  "trainer.per_device_batch_size=2", f"hydra.sweep.dir={sweep}"))
+    best = (sweep / "optimization_results.yaml").read_text()
+    assert "best_params" in best and "loss.beta" in best and "trainer.learning_rate" in best
+    summary = json.loads((sweep / "sweep_summary.json").read_text())
+    assert summary["jobs"] == 2 and summary["ok"] == 2
+    for job in summary["runs"]:
+        assert any(o.startswith("loss.beta=") for o in job["overrides"])
+        assert not math.isnan(job["final_metrics"]["rewards/accuracies"])
+
+
+@pytest.mark.slow
+def test_a_failing_multi_rank_job_quotes_its_ranks(tmp_path):
+    """A sweep point whose ranks fail (missing model): FAILED names the exit code and quotes rank stderr."""
+    from .conftest import TINY_DATA
+
+    sweep = tmp_path / "sweep"
+    run(train_cmd("-m", "trainer.devices=2", "model=hf", "model.name_or_path=/nonexistent/model", "dataset=ultrafeedback",
+                  f"dataset.path={TINY_DATA}", "dataset.on_invalid=skip", "dataset.max_rows=16", "logger=none",
+                  f"hydra.sweep.dir={sweep}"))
+    summary = json.loads((sweep / "sweep_summary.json").read_text())
+    assert summary["failed"] == 1 and summary["runs"][0]["error"].startswith("RuntimeError: 2 rank(s) exited with code 1")
+    failed = (sweep / summary["runs"][0]["dir"] / "FAILED").read_text()
+    assert "attempt_0/0/stderr.log" in failed and "attempt_0/1/stderr.log" in failed and "/nonexistent/model" in failed
