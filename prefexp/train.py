@@ -122,6 +122,9 @@ def _run(cfg: DictConfig) -> float | None:
     finally:
         if wandb_run is not None:
             wandb_run.finish()
+            import wandb
+
+            wandb.teardown()  # wandb 0.31 offline can lose the run if the process exits right after finish()
         if distributed.in_launch():
             distributed.destroy_process_group()
     return final_metric(run_dir, c.logger.objective)

@@ -91,12 +91,17 @@ def generate_outputs(cfg: AlpacaEvalConfig, ckpt: Checkpoint, rows: list[dict], 
     return [saved[r["instruction"]] for r in rows]
 
 
-def length_controlled(cfg: AlpacaEvalConfig, annotations, n_items: int, out_dir: Path) -> dict:
-    """LC win rate from alpaca_eval's GLM, or null with the reason when no real df_gamed exists."""
+def length_controlled(cfg: AlpacaEvalConfig, annotations, rows: list[dict], out_dir: Path) -> dict:
+    """LC win rate from alpaca_eval's GLM, or null with the reason when it cannot be exact."""
+    none = {"length_controlled_winrate": None, "lc_standard_error": None}
+    # The GLM looks up each instruction's difficulty by the annotation's row position, so the
+    # annotations must be the eval set's first N instructions, in order, none missing.
+    if [a["instruction"] for a in annotations] != [r["instruction"] for r in rows]:
+        return {**none, "length_controlled_note": "not computed: annotations do not cover the first "
+                f"{len(rows)} instructions in order (missing judgments), so difficulties would be misaligned"}
     found, source = find_df_gamed(cfg.data_dir, out_dir / "cache" / "hf_hub")
     if found is None:
-        return {"length_controlled_winrate": None, "lc_standard_error": None,
-                "length_controlled_note": f"not computed: {source}"}
+        return {**none, "length_controlled_note": f"not computed: {source}"}
     import alpaca_eval.constants as ae_constants
     import pandas as pd
     from alpaca_eval.metrics.glm_winrate import get_length_controlled_winrate
@@ -111,8 +116,8 @@ def length_controlled(cfg: AlpacaEvalConfig, annotations, n_items: int, out_dir:
     finally:
         ae_constants.DEFAULT_CACHE_DIR = old
     note = f"{cfg.lc_glm} with df_gamed.csv from {source}"
-    if n_items < FULL_SET:
-        note += f"; on {n_items} of {FULL_SET} instructions, so not comparable to published LC numbers"
+    if len(rows) < FULL_SET:
+        note += f"; on {len(rows)} of {FULL_SET} instructions, so not comparable to published LC numbers"
     return {"length_controlled_winrate": float(m["length_controlled_winrate"]),
             "lc_standard_error": float(m["lc_standard_error"]), "length_controlled_note": note}
 
@@ -154,7 +159,7 @@ def run(cfg: AlpacaEvalConfig, ckpt: Checkpoint, out_dir: Path) -> dict:
         leaderboard, annotations = annotate(cfg, outputs, rows, name, out_dir)
     metrics = {k: _plain(leaderboard.loc[name, k]) for k in METRIC_KEYS if k in leaderboard.columns}
     n_missing = len(rows) - len(annotations)
-    metrics.update(length_controlled(cfg, annotations, len(rows), out_dir))
+    metrics.update(length_controlled(cfg, annotations, rows, out_dir))
     notes = [metrics["length_controlled_note"]]
     if n_missing:
         notes.append(f"{n_missing} instruction(s) got no annotation from the judge and are left out")

@@ -45,7 +45,7 @@ def test_policy_equal_to_reference_wins_half(tiny_run):
 def test_matches_the_sandbox_models_own_gold_score(tmp_path):
     """Cross-check with prefexp.sandbox: the SFT sandbox model's mean gold score on the 200
     held-out prompts (seed 1234), as its build summary reports it, is what this benchmark
-    measures for the same model (greedy, 64 new tokens). ~2 minutes on CPU."""
+    measures for the same model (greedy, 64 new tokens). 2-5 minutes on CPU."""
     pytest.importorskip("prefexp.sandbox.model", reason="prefexp.sandbox is not available yet")
     from prefexp.sandbox.model import ensure_sandbox_model
 
