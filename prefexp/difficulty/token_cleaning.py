@@ -82,8 +82,8 @@ def select_tokens(scores: Sequence[Tensor], keep_fraction: float = 0.6, level: s
     if any(not torch.isfinite(s).all() for s in flat):
         raise ValueError("token scores must be finite")
     if level == "sample":
-        return [_top_mask(s, torch.arange(len(s)), torch.zeros(len(s), dtype=torch.long), _budget(len(s), keep_fraction))
-                for s in flat]
+        return [_top_mask(s, torch.arange(len(s)), torch.zeros(len(s), dtype=torch.long),
+                          _budget(len(s), keep_fraction)) for s in flat]
     lengths = [len(s) for s in flat]
     values = torch.cat(flat) if flat else torch.zeros(0, dtype=torch.float64)  # [N_total]
     positions = torch.cat([torch.arange(n) for n in lengths]) if flat else torch.zeros(0, dtype=torch.long)
@@ -176,7 +176,8 @@ def response_token_scores(base_model, reference_model, examples: Sequence[dict],
     return {i: ref[i] - base[i] for i in base}
 
 
-def masks_from_scores(scores: dict[int, Tensor], keep_fraction: float = 0.6, level: str = "global") -> dict[int, list[int]]:
+def masks_from_scores(scores: dict[int, Tensor], keep_fraction: float = 0.6,
+                      level: str = "global") -> dict[int, list[int]]:
     """Select on per-example scores; sample order for the tie-break = ascending example index."""
     indices = sorted(scores)
     keep = select_tokens([scores[i] for i in indices], keep_fraction, level)
@@ -213,7 +214,8 @@ def cached_token_scores(base_loader: Callable[[], object], base_dir: str, refere
         log.info("token scores: cache hit %s", path)
         blob = torch.load(path, weights_only=True)
         offsets = blob["offsets"].tolist()
-        return {int(i): blob["scores"][offsets[k]: offsets[k + 1]].clone() for k, i in enumerate(blob["index"].tolist())}
+        return {int(i): blob["scores"][offsets[k]: offsets[k + 1]].clone()
+                for k, i in enumerate(blob["index"].tolist())}
     model = base_loader()
     base = chosen_token_logps(model, examples, pad_token_id, batch_size)
     del model

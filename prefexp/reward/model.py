@@ -15,7 +15,6 @@ the reward model sees exactly the token ids and truncation of the training pipel
 """
 from __future__ import annotations
 
-import logging
 import sys
 import time
 from collections import defaultdict
@@ -30,8 +29,6 @@ from transformers import Trainer
 
 from ..engine.batching import PairCollator
 from .hparams import RewardModelConfig
-
-log = logging.getLogger(__name__)
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 

@@ -15,7 +15,8 @@ TINY_GPT2 = SHARED / "data" / "models" / "tiny-gpt2"
 TOPICS = ["the film", "this book", "the meal", "our trip", "the song", "that game", "the class", "his essay"]
 
 # n_embd=2: every LayerNorm output is nearly +-(1, -1), so a large step saturates both responses to
-# the same side and the BT gradient vanishes. lr 1e-3 (constant) learns: accuracy 1.0 by step ~10, BT loss ~0.54 at step 80.
+# the same side and the BT gradient vanishes. lr 1e-3 (constant) learns: accuracy 1.0 by step ~10,
+# BT loss ~0.54 at step 80.
 FAST = dict(max_steps=80, per_device_batch_size=8, learning_rate=1e-3, lr_scheduler="constant",
             warmup_ratio=0.0, logging_steps=10, seed=0)
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from prefexp.config.schema import DatasetConfig, ModelConfig, PathsConfig
+from prefexp.config.schema import DatasetConfig, ModelConfig
 from prefexp.reward import RewardScoresMissing, cached_reward_scores, reward_command, reward_margins
 from prefexp.reward.cache import reward_model_dir, scores_path
 from tests.conftest import REPO
