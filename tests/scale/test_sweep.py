@@ -1,5 +1,5 @@
-"""Sweeps on the tiny model: a 2 x 2 multirun with its summary and report, a failing point that
-does not stop the sweep (and W&B offline naming), and (slow) an Optuna study over beta and lr."""
+"""Sweeps on the tiny model: a 2 x 2 multirun with its summary, report and W&B offline naming, a
+failing point that does not stop the sweep, and (slow) an Optuna study and a failing multi-rank job."""
 from __future__ import annotations
 
 import csv
@@ -15,9 +15,11 @@ PNG = b"\x89PNG\r\n\x1a\n"
 
 
 def test_two_by_two_multirun_writes_four_runs_and_a_report(tiny, tmp_path):
-    sweep = tmp_path / "sweep"
-    # the issue's command, with a smaller batch to keep the test short
-    run(train_cmd("-m", "tau=0.25,1.0", "curriculum=easy_to_hard,none", *tiny, "trainer.per_device_batch_size=4",
+    """The issue's 2 x 2 sweep (smaller batch; W&B offline instead of none, to check its naming)."""
+    sweep = tmp_path / "tau_sweep"
+    overrides = [o for o in tiny if o != "logger=none"] + ["logger=wandb", "logger.job_type=sweep_point",
+                                                          "logger.tags=[smoke]"]
+    run(train_cmd("-m", "tau=0.25,1.0", "curriculum=easy_to_hard,none", *overrides, "trainer.per_device_batch_size=4",
                   "trainer.logging_steps=1", f"hydra.sweep.dir={sweep}"))
     summary = json.loads((sweep / "sweep_summary.json").read_text())
     assert (summary["jobs"], summary["ok"], summary["failed"]) == (4, 4, 0)
@@ -34,8 +36,7 @@ def test_two_by_two_multirun_writes_four_runs_and_a_report(tiny, tmp_path):
     with (sweep / "report.csv").open() as f:
         rows = list(csv.DictReader(f))
     assert len(rows) == 4 and {r["status"] for r in rows} == {"ok"}
-    assert {(r["tau"], r["curriculum"]) for r in rows} == {("0.25", "easy_to_hard"), ("0.25", "none"),
-                                                           ("1.0", "easy_to_hard"), ("1.0", "none")}
+    assert {(r["tau"], r["curriculum"]) for r in rows} == points
     by_job = {str(j["job_num"]): j for j in summary["runs"]}
     for r in rows:
         assert float(r["final/loss"]) == pytest.approx(by_job[r["job"]]["final_metrics"]["loss"])
@@ -44,28 +45,28 @@ def test_two_by_two_multirun_writes_four_runs_and_a_report(tiny, tmp_path):
     for name in ("margins_vs_tau.png", "curves.png"):  # no eval results yet: margins against tau
         assert (sweep / name).read_bytes()[:8] == PNG
 
+    # W&B offline, one run per job: group = the sweep dir's name, job type, name = overrides, tags
+    first = sweep / summary["runs"][0]["dir"]
+    offline = list((first / "wandb").glob("offline-run-*/run-*.wandb"))
+    assert len(offline) == 1
+    record = offline[0].read_bytes()  # protobuf records: the strings are stored verbatim
+    for expected in (b"tau_sweep", b"sweep_point", b"tau=0.25,curriculum=easy_to_hard,", b"loss:mixdpo", b"tau:0.25",
+                     b"curriculum:easy_to_hard", b"smoke"):
+        assert expected in record, expected
+
 
 def test_a_failed_point_is_reported_and_the_sweep_goes_on(tiny, tmp_path):
-    """Job 0 (tau=99) fails validation; job 1 still trains, logging to W&B offline, named by the sweep."""
-    sweep = tmp_path / "tau_sweep"
-    overrides = [o for o in tiny if o != "logger=none"] + [
-        "logger=wandb", "logger.job_type=sweep_point", "logger.tags=[smoke]", "trainer.max_steps=1",
-        "trainer.per_device_batch_size=2"]
-    run(train_cmd("-m", "tau=99,0.25", *overrides, f"hydra.sweep.dir={sweep}"))
+    """Job 0 (tau=99) fails validation; job 1 still runs (a dry run: the plan only, no model)."""
+    sweep = tmp_path / "sweep"
+    run(train_cmd("-m", "tau=99,0.25", "dry_run=true", *tiny, f"hydra.sweep.dir={sweep}"))
     summary = json.loads((sweep / "sweep_summary.json").read_text())
     assert (summary["jobs"], summary["ok"], summary["failed"]) == (2, 1, 1)
     failed, ok = summary["runs"]
     assert failed["status"] == "failed" and failed["error"].startswith("ConfigError: invalid config: - tau=99.0 is outside")
     assert "Traceback" in (sweep / failed["dir"] / "FAILED").read_text()
-    assert ok["status"] == "ok" and ok["final_metrics"]["step"] == 1
-    assert "## Failed runs" in (sweep / "report.md").read_text()
-
-    offline = list((sweep / ok["dir"] / "wandb").glob("offline-run-*/run-*.wandb"))
-    assert len(offline) == 1
-    record = offline[0].read_bytes()  # protobuf records: the strings are stored verbatim
-    for expected in (b"tau_sweep", b"sweep_point", b"tau=0.25,", b"loss:mixdpo", b"tau:0.25", b"curriculum:easy_to_hard",
-                     b"smoke"):
-        assert expected in record, expected  # group = sweep dir name, job type, name = overrides, tags
+    assert ok["status"] == "ok" and (sweep / ok["dir"] / "routing_plan.jsonl").exists()
+    report = (sweep / "report.md").read_text()
+    assert "1 ok, 1 failed" in report and "## Failed runs" in report
 
 
 @pytest.mark.slow
