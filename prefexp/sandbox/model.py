@@ -125,7 +125,7 @@ def _sft(model: LlamaForCausalLM, examples: list, pad_id: int, steps: int, batch
 
 def ensure_sandbox_model(cache_dir: Union[str, Path], *, hidden_size: int = 64, num_layers: int = 2,
                          num_heads: int = 4, intermediate_size: int = 256, max_length: int = 96,
-                         sft_steps: int = 600, sft_batch_size: int = 64, learning_rate: float = 3e-3,
+                         sft_steps: int = 1000, sft_batch_size: int = 64, learning_rate: float = 3e-3,
                          seed: int = 0, num_prompts: int = 3000, eval_prompts: int = 200) -> Path:
     """Build (once) and return the directory of the SFT-trained sandbox model and tokenizer.
 
@@ -153,6 +153,8 @@ def ensure_sandbox_model(cache_dir: Union[str, Path], *, hidden_size: int = 64, 
     if (final / "DONE").is_file():
         return final
     cache_dir.mkdir(parents=True, exist_ok=True)
+    # Says why the first run pauses (tqdm is silent when stderr is not a terminal).
+    print(f"building the sandbox model ({sft_steps} SFT steps) into {final}", file=sys.stderr, flush=True)
     tmp = Path(tempfile.mkdtemp(prefix=".building-sandbox-model-", dir=cache_dir))
     try:
         summary = _build(tmp, args)
