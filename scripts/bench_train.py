@@ -230,6 +230,7 @@ def run_prefexp(name: str, s: dict, work: Path, pairs: list[dict], timer) -> dic
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer, TrainingArguments
 
+    import prefexp.engine.reference as reference_module
     import prefexp.engine.trainer as trainer_module
     from prefexp.engine.batching import PairCollator
     from prefexp.engine.packing import PackedPairCollator
@@ -238,6 +239,8 @@ def run_prefexp(name: str, s: dict, work: Path, pairs: list[dict], timer) -> dic
     from prefexp.losses.dpo import DPOLoss
 
     layout, head = PREFEXP_RUNS[name]
+    if head == "before":  # this worker process only: the reference pass and the training step
+        reference_module.forward_logps = trainer_module.forward_logps = legacy_forward_logps
     device = torch.device(s["device"])
     tokenizer = AutoTokenizer.from_pretrained(str(work / "tokenizer"))
     t0 = time.perf_counter()
@@ -245,17 +248,16 @@ def run_prefexp(name: str, s: dict, work: Path, pairs: list[dict], timer) -> dic
     with reference_autocast(s):
         ref = compute_reference_logps(ref_model, pairs, PAD, s["reference_batch_size"])
     del ref_model
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
     precompute_s = time.perf_counter() - t0
     examples = [dict(e, reference_chosen_logps=ref[e["index"]][0], reference_rejected_logps=ref[e["index"]][1])
                 for e in pairs]
 
-    if head == "before":
-        trainer_module.forward_logps = legacy_forward_logps  # this worker process only
-
     class Trainer(PreferenceTrainer):
         def loss_inputs(self, batch, logps, lengths):
             # A packed batch has fewer rows than 2B: hand loss_inputs a view whose row count is 2B,
-            # until PreferenceTrainer takes B from logps (see docs/benchmarks.md).
+            # until PreferenceTrainer takes B from logps (docs/benchmarks.md, "In the pipeline").
             view = dict(batch, input_ids=batch["input_ids"].new_empty((logps.shape[0], 0)))
             return super().loss_inputs(view, logps, lengths)
 
@@ -414,8 +416,12 @@ def print_table(summary: dict, ratios: dict) -> None:
 
 def run_worker(name: str, work: Path) -> dict:
     cmd = [sys.executable, str(Path(__file__).resolve()), "--worker", name, "--workdir", str(work)]
+    # OMP_WAIT_POLICY=PASSIVE: OpenMP threads sleep instead of spinning at barriers. On a shared,
+    # oversubscribed CPU, spinning made 2-thread steps ~30x slower (one thread spins while the other
+    # is descheduled); passive waiting costs nothing measurable on an idle machine.
     env = dict(os.environ, TOKENIZERS_PARALLELISM="false", WANDB_MODE="disabled", HF_HUB_OFFLINE="1",
                HF_DATASETS_OFFLINE="1", TQDM_DISABLE="1", PYTHONWARNINGS="ignore")
+    env.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     proc = subprocess.run(cmd, cwd=str(REPO), env=env, capture_output=True, text=True)
     if proc.returncode != 0:
         print(proc.stdout[-4000:], proc.stderr[-4000:], sep="\n", file=sys.stderr)
@@ -441,7 +447,9 @@ def compare(runs: list[str], summary: dict) -> tuple[dict, dict]:
             if name != "trl":
                 parity[name] = {"first_loss_diff": abs(v["first_loss"] - ref["first_loss"]),
                                 "second_loss_diff": None if v["second_loss"] is None or ref["second_loss"] is None
-                                else abs(v["second_loss"] - ref["second_loss"])}
+                                else abs(v["second_loss"] - ref["second_loss"]),
+                                # the loss is ln 2 for any policy == reference; the log-probs are not
+                                "first_logps_chosen_diff": abs(v["first_logps_chosen"] - ref["first_logps_chosen"])}
     return ratios, parity
 
 
@@ -530,7 +538,8 @@ def main(argv: list[str] | None = None) -> int:
     for name, d in parity.items():
         second = "" if d["second_loss_diff"] is None else f", second-step loss |diff| {d['second_loss_diff']:.2e}"
         print(f"{name} vs trl: first-step loss {summary[name]['first_loss']:.6f} vs {summary['trl']['first_loss']:.6f}, "
-              f"|diff| {d['first_loss_diff']:.2e}{second}")
+              f"|diff| {d['first_loss_diff']:.2e}{second}, first-step mean chosen log-prob |diff| "
+              f"{d['first_logps_chosen_diff']:.2e}")
 
     report = {"preset": a.preset, "settings": s, "model": preset["model"], "n_params": n_params,
               "machine": machine_info(device), "command": " ".join([Path(sys.executable).name] + sys.argv),

@@ -24,7 +24,7 @@ class PreferenceTrainer(Trainer):
         self._stored: dict[str, list[float]] = defaultdict(list)
 
     def loss_inputs(self, batch: dict, logps: torch.Tensor, lengths: torch.Tensor) -> dict:
-        n = batch["input_ids"].shape[0] // 2
+        n = logps.shape[0] // 2  # packed batches have fewer rows than 2B
         loss = self.preference_loss
         inputs = {"policy_chosen_logps": logps[:n], "policy_rejected_logps": logps[n:],
                   "chosen_lengths": lengths[:n], "rejected_lengths": lengths[n:]}
