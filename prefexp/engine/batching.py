@@ -28,11 +28,17 @@ class PairCollator:
             input_ids[i, : len(row)] = torch.tensor(row)
             attention_mask[i, : len(row)] = 1
             response_mask[i, start: len(row)] = True
-        batch = {"input_ids": input_ids, "attention_mask": attention_mask, "response_mask": response_mask,
-                 "index": torch.tensor([e["index"] for e in examples])}
-        for key in PASSTHROUGH_FLOAT:
-            if key in examples[0]:
-                batch[key] = torch.tensor([float(e[key]) for e in examples], dtype=torch.float32)
-        if "difficult" in examples[0]:
-            batch["difficult"] = torch.tensor([bool(e["difficult"]) for e in examples])
+        batch = {"input_ids": input_ids, "attention_mask": attention_mask, "response_mask": response_mask}
+        batch.update(pair_fields(examples))
         return batch
+
+
+def pair_fields(examples: Sequence[dict]) -> dict[str, torch.Tensor]:
+    """Per-pair values every batch layout carries: index, reference log-probs, margins, weights, routes."""
+    fields = {"index": torch.tensor([e["index"] for e in examples])}
+    for key in PASSTHROUGH_FLOAT:
+        if key in examples[0]:
+            fields[key] = torch.tensor([float(e[key]) for e in examples], dtype=torch.float32)
+    if "difficult" in examples[0]:
+        fields["difficult"] = torch.tensor([bool(e["difficult"]) for e in examples])
+    return fields

@@ -24,7 +24,7 @@ from typing import Sequence
 import torch
 from torch import Tensor
 
-from .batching import PASSTHROUGH_FLOAT
+from .batching import pair_fields
 
 PAD_BRANCH = 3
 
@@ -99,13 +99,8 @@ class PackedPairCollator:
                  "logp_positions": torch.tensor(positions, dtype=torch.long),
                  "logp_targets": torch.tensor(targets, dtype=torch.long),
                  "logp_sequences": torch.tensor(sequences, dtype=torch.long),
-                 "response_lengths": torch.tensor(lengths, dtype=torch.float32),
-                 "index": torch.tensor([e["index"] for e in examples])}
-        for key in PASSTHROUGH_FLOAT:
-            if key in examples[0]:
-                batch[key] = torch.tensor([float(e[key]) for e in examples], dtype=torch.float32)
-        if "difficult" in examples[0]:
-            batch["difficult"] = torch.tensor([bool(e["difficult"]) for e in examples])
+                 "response_lengths": torch.tensor(lengths, dtype=torch.float32)}
+        batch.update(pair_fields(examples))
         return batch
 
 
