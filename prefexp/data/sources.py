@@ -60,6 +60,23 @@ def load_rows(cfg: DatasetConfig) -> list[dict]:
     else:
         rows = load_hf(cfg.path, cfg.split)
     if cfg.max_rows is not None:
-        rows = rows[: cfg.max_rows]
+        rows = rows[: cfg.max_rows]  # raw rows: with a group layout, max_rows counts prompts, not pairs
     log.info("loaded %d rows from %s", len(rows), describe(cfg))
+    if cfg.layout != "pairs":
+        rows = _expand_raw_groups(rows, cfg)
     return rows
+
+
+def _expand_raw_groups(rows: list[dict], cfg: DatasetConfig) -> list[dict]:
+    """Pair rows from multi-response rows (``dataset.layout``; prefexp.data.groups)."""
+    from functools import partial
+
+    from .groups import check_group_settings, expand_groups
+    from .ultrafeedback_raw import ultrafeedback_raw_to_group
+
+    errors = check_group_settings(cfg)
+    if errors:  # validate() reports these too; this covers callers that load data without it
+        raise ValueError("; ".join(errors))
+    to_group = partial(ultrafeedback_raw_to_group, score_key=cfg.score_key)
+    return expand_groups(rows, cfg.pair_rule, cfg.pair_seed, cfg.pair_band_low, cfg.pair_band_high,
+                         describe(cfg), on_invalid=cfg.on_invalid, to_group=to_group)
