@@ -62,6 +62,15 @@ class DatasetConfig:
     score_min: float = 1.0  # rating scale, used to check tau's range
     score_max: float = 10.0
     sandbox: SandboxDataSpec = field(default_factory=SandboxDataSpec)
+    group_positive: str = "best"  # best | threshold; used by multi-response losses
+    group_positive_min: Optional[float] = None
+    # multi-response rows -> pairs (prefexp.data.groups, docs/multi_response.md)
+    layout: str = "pairs"  # pairs | ultrafeedback_raw (openbmb/UltraFeedback: K rated completions)
+    pair_rule: str = "best_vs_random"  # best_vs_random | best_vs_worst | all_in_band
+    pair_band_low: Optional[float] = None  # all_in_band: inclusive margin bounds, None = unbounded
+    pair_band_high: Optional[float] = None
+    score_key: str = "overall_score"  # ultrafeedback_raw: overall_score | fine-grained_score
+    pair_seed: int = 0  # best_vs_random's pick: row n draws from Random(f"pairs-{pair_seed}-{n}")
 
 
 @dataclass
@@ -102,6 +111,14 @@ class TrainerConfig:
     save_total_limit: int = 2
     resume: str = "auto"  # auto (resume from the last checkpoint in the run dir) | never
     reference_batch_size: int = 32
+    # shared-prompt, padding-free pair batches (engine/packing.py): same log-probs, 1.7x tokens/s in
+    # the CPU benchmark (2M params, long responses) but 2.6x slower on the 138k-param sandbox, where
+    # building the 4-D mask costs more than the padding it saves; and SDPA with a custom mask cannot
+    # use the flash kernel on GPUs (unmeasured). Off by default; groups and token cleaning pad anyway.
+    packing: bool = False
+    # torch.compile the policy (TrainingArguments.torch_compile). Off by default: it pays on GPUs for
+    # long runs; on the CPU sandbox the compile time exceeds the whole run.
+    torch_compile: bool = False
     num_threads: Optional[int] = None  # torch CPU threads; None = torch's default
     # --- scaling (prefexp.launch): ranks to start on this node; "auto" = every CUDA GPU (1 on CPU).
     devices: Any = 1
@@ -133,6 +150,60 @@ class DeepSpeedConfig:
 
 
 @dataclass
+class RewardModelConfig:
+    """Bradley-Terry reward-model training (MADPO, methods.md 3.3: "trained with a Bradley-Terry loss
+    on the same preference data"). The model is ``AutoModelForSequenceClassification`` with
+    ``num_labels=1`` on the model entry's weights (a new, randomly initialised linear head).
+
+    Ranges: learning_rate > 0 (1e-5 for 1-8B models, 5e-4 suits the 64-wide sandbox model);
+    num_epochs > 0; max_steps = -1 (num_epochs over the data) or >= 1; warmup_ratio in [0, 1);
+    per_device_batch_size counts *pairs* (each step forwards 2x that many sequences).
+    """
+
+    num_epochs: float = 1.0
+    max_steps: int = -1
+    per_device_batch_size: int = 8
+    gradient_accumulation_steps: int = 1
+    learning_rate: float = 5e-4
+    lr_scheduler: str = "cosine"  # any transformers SchedulerType name
+    warmup_ratio: float = 0.1
+    weight_decay: float = 0.0
+    max_grad_norm: float = 1.0
+    precision: str = "fp32"  # fp32 | bf16 | fp16 (Trainer mixed precision)
+    dtype: str = "float32"  # float32 | bfloat16 | float16: the dtype the weights are loaded in
+    gradient_checkpointing: bool = False
+    disable_dropout: bool = True  # as TRL's RewardTrainer: a deterministic, less noisy BT fit
+    seed: int = 0  # head init and batch order
+    score_batch_size: int = 32  # pairs per forward when scoring (not in the cache key)
+    logging_steps: int = 10  # (not in the cache key)
+    # training runs (router.metric=reward_model, loss=madpo): on a cache miss, train and score the
+    # reward model inside the run (true) or stop naming the `python -m prefexp.reward` command (false)
+    build_if_missing: bool = True  # (not in the cache key)
+
+
+
+@dataclass
+class TokenCleaningConfig:
+    """Token cleaning of the SFT side (methods.md 3.2; prefexp.difficulty.token_cleaning).
+
+    Each chosen-response token is scored by NLL_base - NLL_reference; the top ``keep_fraction`` are
+    kept (over the whole dataset for ``level=global``, per response for ``sample``) and SFT terms
+    (``loss=sft``, MixDPO's SFT branch) average over kept tokens only.
+    """
+
+    enabled: bool = False
+    level: str = "global"  # global | sample
+    keep_fraction: float = 0.6  # (0, 1]
+    # theta (base): a model path, or null with model=sandbox = the sandbox model after
+    # base_sft_steps SFT steps (an earlier point of the same training run)
+    base_model: Optional[str] = None
+    base_sft_steps: int = 100
+    # theta' (reference): null = the run's model entry (the policy's initial weights)
+    reference_model: Optional[str] = None
+    batch_size: int = 32
+
+
+@dataclass
 class PathsConfig:
     root_dir: str = MISSING
     cache_dir: str = MISSING
@@ -150,6 +221,8 @@ class TrainConfig:
     logger: LoggerConfig = MISSING
     paths: PathsConfig = MISSING
     deepspeed: DeepSpeedConfig = field(default_factory=DeepSpeedConfig)
+    reward_model: RewardModelConfig = field(default_factory=RewardModelConfig)
+    token_cleaning: TokenCleaningConfig = field(default_factory=TokenCleaningConfig)
     tau: float = 0.5
     seed: int = 0
     dry_run: bool = False

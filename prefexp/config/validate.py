@@ -113,6 +113,37 @@ def _check_scaling(c: TrainConfig, errors: list[str]) -> None:
                           f"interpolate it instead: {key}: ${{trainer.{trainer_key}}}")
 
 
+def _check_token_cleaning(c: TrainConfig, loss: Any, loss_name: str, errors: list[str]) -> None:
+    t = c.token_cleaning
+    if not t.enabled:
+        return
+    if t.level not in ("global", "sample"):
+        errors.append(f"token_cleaning.level={t.level!r} is not one of ['global', 'sample']")
+    if not 0 < t.keep_fraction <= 1:
+        errors.append(f"token_cleaning.keep_fraction={t.keep_fraction} is outside (0, 1]; the paper keeps 0.6")
+    if t.base_model is None and c.model.name_or_path != "sandbox":
+        errors.append("token_cleaning.base_model is required with a model other than the sandbox: the base "
+                      "model theta the SFT model started from, e.g. token_cleaning.base_model=meta-llama/Meta-Llama-3-8B")
+    if t.base_model is None and not 1 <= t.base_sft_steps < c.model.sandbox.sft_steps:
+        errors.append(f"token_cleaning.base_sft_steps={t.base_sft_steps} must be in [1, model.sandbox.sft_steps="
+                      f"{c.model.sandbox.sft_steps}): the base is an earlier point of the sandbox model's SFT")
+    if loss is not None and not getattr(loss, "supports_token_cleaning", False):
+        errors.append(f"token_cleaning={t.level} needs a loss with an SFT term (loss=sft or loss=mixdpo); "
+                      f"loss={loss_name} has none")
+
+
+def _check_reward_model(c: TrainConfig, errors: list[str]) -> None:
+    r = c.reward_model
+    if not r.learning_rate > 0:
+        errors.append(f"reward_model.learning_rate={r.learning_rate} must be > 0")
+    if r.max_steps == 0 or r.max_steps < -1:
+        errors.append(f"reward_model.max_steps={r.max_steps} must be -1 (num_epochs) or >= 1")
+    if not r.num_epochs > 0:
+        errors.append(f"reward_model.num_epochs={r.num_epochs} must be > 0")
+    if r.precision not in PRECISIONS:
+        errors.append(f"reward_model.precision={r.precision!r} is not one of {list(PRECISIONS)}")
+
+
 def validate(cfg: DictConfig) -> Settings:
     """Check ``cfg`` and build the loss. Raises :class:`ConfigError` listing every problem."""
     from hydra.utils import instantiate
@@ -173,6 +204,13 @@ def validate(cfg: DictConfig) -> Settings:
             warnings.append(f"tau={c.tau} is ignored by loss={loss_name} and router={c.router.name}")
         if c.router.on_rest == "route":
             errors.append("router.on_rest=route is not supported: only the selected (difficult) side can take the loss's routing branch")
+    _check_token_cleaning(c, loss, loss_name, errors)
+    uses_router = c.router.name != "none" or c.curriculum.order != "none"
+    if (uses_router and c.router.metric == "reward_model") or getattr(loss, "margin_metric", None) == "reward_model":
+        _check_reward_model(c, errors)
+    from ..data.groups import check_group_settings  # the multi-response data keys
+
+    errors.extend(check_group_settings(c.dataset))
 
     if errors:
         raise ConfigError("invalid config:\n  - " + "\n  - ".join(errors))

@@ -25,6 +25,8 @@ class PlanEntry:
     route: str  # "sft" (routed by the loss), "discard", or the preference branch name
     difficult: bool  # passed to routing losses: True sends the pair to their difficult branch
     weight: float = 1.0
+    # the loss's own margin when it is defined on another metric than the router's (MADPO: reward model)
+    loss_margin: Optional[float] = None
 
 
 def rating_margins(pairs: Sequence[PreferencePair]) -> list[Optional[float]]:
@@ -72,6 +74,8 @@ def write_plan(entries: Sequence[PlanEntry], path: Path, metric: str) -> None:
             row = {"index": e.index, "margin": e.margin, "route": e.route, "metric": metric}
             if e.weight != 1.0:
                 row["weight"] = e.weight
+            if e.loss_margin is not None:
+                row["loss_margin"] = e.loss_margin
             f.write(json.dumps(row) + "\n")
 
 

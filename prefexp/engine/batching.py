@@ -30,6 +30,11 @@ class PairCollator:
             response_mask[i, start: len(row)] = True
         batch = {"input_ids": input_ids, "attention_mask": attention_mask, "response_mask": response_mask}
         batch.update(pair_fields(examples))
+        if "clean_keep" in examples[0]:  # token cleaning: kept chosen tokens, aligned with token log-probs
+            from ..difficulty.token_cleaning import scatter_token_mask  # (that module imports the engine)
+
+            batch["chosen_token_mask"] = scatter_token_mask([e["clean_keep"] for e in examples],
+                                                            response_mask[: len(examples)])  # [B, T-1]
         return batch
 
 

@@ -113,13 +113,23 @@ def forward_logps(model, batch: dict[str, Tensor], head: str = "auto") -> tuple[
     fused = _use_fused(model, head)
     if is_packed(batch):
         return _forward_packed(model, batch, fused)
+    logps, lengths, _ = forward_token_logps(model, batch, head)
+    return logps, lengths
+
+
+def forward_token_logps(model, batch: dict[str, Tensor], head: str = "auto") -> tuple[Tensor, Tensor, Tensor]:
+    """As :func:`forward_logps` for the padded layout, plus the per-token log-probs [N, T-1]
+    (column j scores token j+1; 0 outside the response), which token cleaning masks."""
+    if is_packed(batch):
+        raise ValueError("per-token log-probs need the padded batch layout (trainer.packing=false)")
     input_ids, response_mask = batch["input_ids"], batch["response_mask"]
-    if not fused:
+    scored = response_mask[:, 1:]  # [N, T-1]; position t predicts token t+1
+    if not _use_fused(model, head):
         out = model(input_ids=input_ids, attention_mask=batch["attention_mask"], use_cache=False)
-        return sequence_logps(out.logits, input_ids, response_mask)
-    hidden = _final_hidden(model, input_ids=input_ids, attention_mask=batch["attention_mask"])  # [2B, T, H]
-    scored = response_mask[:, 1:]  # [2B, T-1]; position t predicts token t+1
+        dense = token_logps(out.logits, input_ids) * scored  # [N, T-1]
+        return dense.sum(-1), scored.sum(-1).to(torch.float32), dense
+    hidden = _final_hidden(model, input_ids=input_ids, attention_mask=batch["attention_mask"])  # [N, T, H]
     rows, cols = scored.nonzero(as_tuple=True)  # [M] each
     per_token = _head_logps(model, hidden[rows, cols], input_ids[rows, cols + 1])  # [M]
-    logps = torch.zeros(input_ids.shape[0], dtype=torch.float32, device=per_token.device)
-    return logps.index_add(0, rows, per_token), scored.sum(-1).to(torch.float32)
+    dense = torch.zeros(scored.shape, dtype=torch.float32, device=per_token.device).index_put((rows, cols), per_token)
+    return dense.sum(-1), scored.sum(-1).to(torch.float32), dense

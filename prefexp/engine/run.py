@@ -20,6 +20,8 @@ from ..data.records import PreferencePair
 from ..difficulty.plan import make_plan, plot_histogram, rating_margins, summarize, write_plan
 from ..difficulty.router import RouterSpec, select
 from .distributed import is_main_process
+from .groups import has_groups, keep_contrastive_groups
+from .prepare import loss_metric, needed_metrics
 
 log = logging.getLogger(__name__)
 
@@ -40,18 +42,22 @@ def router_spec(c: TrainConfig) -> RouterSpec:
 
 def load_pairs(settings: Settings) -> list[PreferencePair]:
     c, loss = settings.config, settings.loss
-    needs_rating = c.router.metric == "rating" and (c.router.name != "none" or c.curriculum.order != "none"
-                                                    or loss.needs_margins)
+    needs_rating = "rating" in needed_metrics(c, loss)
     return to_pairs(load_rows(c.dataset), describe(c.dataset), c.dataset.on_invalid, require_scores=needs_rating)
 
 
-def plan_data(settings: Settings, pairs: list[PreferencePair], margins: list, run_dir: Path):
+def plan_data(settings: Settings, pairs: list[PreferencePair], margins: list, run_dir: Path,
+              loss_margins: dict[int, float] | None = None, extra_summary: dict | None = None):
     """Route and order the pairs; write routing_plan.jsonl, routing_summary.json, margins.png."""
     c, loss = settings.config, settings.loss
     spec = router_spec(c)
     branch = getattr(loss, "preference_branch", settings.loss_name)
     kept, discarded = make_plan(pairs, margins, spec, c.curriculum.order, c.seed, branch, loss.routes_pairs)
+    if loss_margins is not None:  # the loss reads another metric than the router: record both
+        for entry in [*kept, *discarded]:
+            entry.loss_margin = loss_margins[entry.index]
     summary = summarize(kept, discarded, spec, c.router.metric, c.curriculum.order)
+    summary.update(extra_summary or {})
     if is_main_process():  # [scaling] every rank plans (same result), only rank 0 writes
         write_plan(kept, run_dir / "routing_plan.jsonl", c.router.metric)
         (run_dir / "routing_summary.json").write_text(json.dumps(summary, indent=2))
@@ -68,13 +74,22 @@ def plan_data(settings: Settings, pairs: list[PreferencePair], margins: list, ru
     return kept
 
 
-def computed_margins(metric: str, examples: list[dict]) -> list[float]:
-    """Margins that need token ids or models. reference_logp: the length-normalised log-prob gap
-    of chosen over rejected under the reference model (free once reference log-probs are cached)."""
-    if metric == "reference_logp":
-        return [e["reference_chosen_logps"] / len(e["chosen_ids"]) - e["reference_rejected_logps"] / len(e["rejected_ids"])
-                for e in examples]
-    raise ValueError(f"router.metric={metric!r} is not available yet")
+def make_collator(use_groups: bool, token_cleaning: bool, packing: bool, model, pad_token_id: int):
+    """Groups and token cleaning need the padded layout; plain pairs are packed when asked and the
+    attention implementation takes a custom 4-D mask (sdpa, eager)."""
+    from .batching import PairCollator
+    from .groups import GroupCollator
+    from .packing import PackedPairCollator
+
+    if use_groups:
+        return GroupCollator(pad_token_id)
+    attn = getattr(model.config, "_attn_implementation", None) or "sdpa"
+    if packing and not token_cleaning and attn in ("sdpa", "eager"):
+        return PackedPairCollator(pad_token_id)
+    if packing:
+        log.info("trainer.packing: padded batches instead (%s)",
+                 "token cleaning masks per-token log-probs" if token_cleaning else f"attn_implementation={attn}")
+    return PairCollator(pad_token_id)
 
 
 def config_hash(resolved: dict) -> str:
@@ -89,10 +104,18 @@ def train(settings: Settings, resolved: dict, run_dir: Path) -> Path | None:
     c, loss = settings.config, settings.loss
     run_dir.mkdir(parents=True, exist_ok=True)
     pairs = load_pairs(settings)
-    metric = c.router.metric
+    extra_summary: dict = {}
+    use_groups = loss.needs_groups and has_groups(pairs)
+    if use_groups:  # K responses per prompt; groups with no contrast cannot train
+        pairs, dropped = keep_contrastive_groups(pairs, c.dataset.group_positive, c.dataset.group_positive_min)
+        extra_summary["groups"] = {"trained": len(pairs), "left_out_without_contrast": dropped,
+                                   "group_positive": c.dataset.group_positive}
+    elif loss.needs_groups:
+        log.warning("loss needs K responses per prompt but the data has none: training on pairs as groups of 2")
+    metrics = needed_metrics(c, loss)
     plan = None
-    if metric == "rating":  # the plan needs no model: write it first, so dry runs cost nothing
-        plan = plan_data(settings, pairs, rating_margins(pairs), run_dir)
+    if metrics <= {"rating"}:  # the plan needs no model: write it first, so dry runs cost nothing
+        plan = plan_data(settings, pairs, rating_margins(pairs), run_dir, extra_summary=extra_summary)
         if c.dry_run:
             log.info("dry_run=true: routing plan written to %s; no training", run_dir)
             return None
@@ -102,8 +125,9 @@ def train(settings: Settings, resolved: dict, run_dir: Path) -> Path | None:
     from transformers.trainer_utils import get_last_checkpoint
 
     from .artifacts import MetricsFileCallback, write_manifest
-    from .batching import PairCollator
     from .distributed import cpu_ranks, deepspeed_dict, main_process_first, prepare_deepspeed, shared_reference_logps
+    from .groups import add_groups
+    from .prepare import attach_clean_masks, attach_group_reference, reference_logp_margins, reward_model_margins
     from .throughput import ThroughputCallback
     from .tokenize import ensure_chat_template, tokenize_pairs
     from .trainer import PreferenceTrainer
@@ -116,19 +140,46 @@ def train(settings: Settings, resolved: dict, run_dir: Path) -> Path | None:
     tokenizer = AutoTokenizer.from_pretrained(model_path, trust_remote_code=c.model.trust_remote_code)
     ensure_chat_template(tokenizer)
     examples, _ = tokenize_pairs(pairs, tokenizer, c.dataset.max_length, c.dataset.max_prompt_length)
+    if use_groups:
+        examples = add_groups(examples, pairs, tokenizer, c.dataset.max_length, c.dataset.group_positive,
+                              c.dataset.group_positive_min)
     dtype = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}[c.model.dtype]
 
-    def load_model():
-        return AutoModelForCausalLM.from_pretrained(model_path, dtype=dtype, trust_remote_code=c.model.trust_remote_code)
+    def load_model(path: str = model_path):
+        return AutoModelForCausalLM.from_pretrained(path, dtype=dtype, trust_remote_code=c.model.trust_remote_code)
 
-    if loss.needs_reference or metric == "reference_logp":
+    def reference_logps(items: list[dict]) -> dict:
         # [scaling] before TrainingArguments: plain model on this rank's device, sharded over ranks
-        ref = shared_reference_logps(load_model, model_path, examples, tokenizer.pad_token_id,
-                                     c.trainer.reference_batch_size, Path(c.paths.cache_dir))
+        return shared_reference_logps(load_model, model_path, items, tokenizer.pad_token_id,
+                                      c.trainer.reference_batch_size, Path(c.paths.cache_dir))
+
+    margins: dict[str, dict[int, float]] = {}
+    if "rating" in metrics:
+        margins["rating"] = {p.index: m for p, m in zip(pairs, rating_margins(pairs))}
+    if "reward_model" in metrics:
+        with main_process_first():  # [scaling] rank 0 trains and scores, the others read the cache
+            margins["reward_model"] = reward_model_margins(c, model_path, tokenizer, pairs)
+    if loss.needs_reference or "reference_logp" in metrics:
+        ref = reference_logps(examples)
         for example in examples:
             example["reference_chosen_logps"], example["reference_rejected_logps"] = ref[example["index"]]
+        if use_groups and loss.needs_reference:
+            attach_group_reference(examples, reference_logps)
+    if "reference_logp" in metrics:
+        margins["reference_logp"] = reference_logp_margins(examples)
+    if c.token_cleaning.enabled:
+        extra_summary["token_cleaning"] = attach_clean_masks(c, model_path, examples, tokenizer.pad_token_id, load_model)
+        if plan is not None and is_main_process():  # the plan was written before any model: add it there
+            summary_path = run_dir / "routing_summary.json"
+            summary = {**json.loads(summary_path.read_text()), "token_cleaning": extra_summary["token_cleaning"]}
+            summary_path.write_text(json.dumps(summary, indent=2))
+    by_loss_metric = loss_metric(c, loss)
     if plan is None:
-        plan = plan_data(settings, pairs, computed_margins(metric, examples), run_dir)
+        router_margins = [margins[c.router.metric][p.index] for p in pairs] if c.router.metric in margins \
+            else [None] * len(pairs)
+        other = by_loss_metric is not None and by_loss_metric != c.router.metric
+        plan = plan_data(settings, pairs, router_margins, run_dir, margins[by_loss_metric] if other else None,
+                         extra_summary)
         if c.dry_run:
             log.info("dry_run=true: routing plan written to %s; no training", run_dir)
             return None
@@ -136,7 +187,8 @@ def train(settings: Settings, resolved: dict, run_dir: Path) -> Path | None:
     examples = []
     for entry in plan:  # training order = plan order
         example = dict(by_index[entry.index])
-        example["margins"] = entry.margin if entry.margin is not None else float("nan")
+        margin = entry.loss_margin if entry.loss_margin is not None else entry.margin
+        example["margins"] = margin if margin is not None else float("nan")
         example["difficult"] = entry.difficult
         example["pair_weights"] = entry.weight
         examples.append(example)
@@ -157,6 +209,7 @@ def train(settings: Settings, resolved: dict, run_dir: Path) -> Path | None:
         bf16=t.precision == "bf16",
         fp16=t.precision == "fp16",
         gradient_checkpointing=t.gradient_checkpointing,
+        torch_compile=t.torch_compile,
         logging_steps=t.logging_steps,
         logging_first_step=True,
         save_strategy="steps",
@@ -172,12 +225,13 @@ def train(settings: Settings, resolved: dict, run_dir: Path) -> Path | None:
     )
     prepare_deepspeed(args, run_dir)  # [scaling] DeepSpeed comm + <run dir>/ds_config.json
     model = load_model()
+    collator = make_collator(use_groups, c.token_cleaning.enabled, t.packing, model, tokenizer.pad_token_id)
     if t.disable_dropout:  # as TRL: dropout makes policy != reference at step 0 and noises the log-ratios
         for module in model.modules():
             if isinstance(module, torch.nn.Dropout):
                 module.p = 0.0
     trainer = PreferenceTrainer(model=model, args=args, train_dataset=examples,
-                                data_collator=PairCollator(tokenizer.pad_token_id), processing_class=tokenizer,
+                                data_collator=collator, processing_class=tokenizer,
                                 preference_loss=loss, callbacks=[ThroughputCallback(),  # [scaling] tokens/s
                                                                 MetricsFileCallback(run_dir / "metrics.jsonl")])
     last = get_last_checkpoint(args.output_dir) if t.resume == "auto" and Path(args.output_dir).is_dir() else None

@@ -12,7 +12,8 @@ from collections import defaultdict
 import torch
 from transformers import Trainer
 
-from .logps import forward_logps
+from .groups import dense_groups
+from .logps import forward_logps, forward_token_logps
 
 
 class PreferenceTrainer(Trainer):
@@ -24,23 +25,49 @@ class PreferenceTrainer(Trainer):
         self._stored: dict[str, list[float]] = defaultdict(list)
 
     def loss_inputs(self, batch: dict, logps: torch.Tensor, lengths: torch.Tensor) -> dict:
+        if "group_mask" in batch:
+            return self.group_inputs(batch, logps, lengths)
         n = logps.shape[0] // 2  # packed batches have fewer rows than 2B
-        loss = self.preference_loss
         inputs = {"policy_chosen_logps": logps[:n], "policy_rejected_logps": logps[n:],
                   "chosen_lengths": lengths[:n], "rejected_lengths": lengths[n:]}
-        if loss.needs_reference:
-            inputs["reference_chosen_logps"] = batch["reference_chosen_logps"].to(logps.dtype)
-            inputs["reference_rejected_logps"] = batch["reference_rejected_logps"].to(logps.dtype)
-        if loss.needs_margins or loss.routes_pairs:
-            if "margins" in batch:
-                inputs["margins"] = batch["margins"].to(logps.dtype)
-        if loss.routes_pairs and "difficult" in batch:
-            inputs["difficult"] = batch["difficult"]
+        self._add_pair_extras(batch, inputs, logps.dtype)
         return inputs
 
+    def group_inputs(self, batch: dict, logps: torch.Tensor, lengths: torch.Tensor) -> dict:
+        """K responses per prompt: group_* [B, K] plus the pair's own chosen / rejected slots."""
+        group_logps, group_lengths = dense_groups(logps, batch), dense_groups(lengths, batch)  # [B, K]
+        rows = torch.arange(group_logps.shape[0], device=logps.device)
+        chosen, rejected = batch["chosen_slot"].to(logps.device), batch["rejected_slot"].to(logps.device)
+        inputs = {"group_logps": group_logps, "group_lengths": group_lengths,
+                  "group_positive": batch["group_positive"], "group_mask": batch["group_mask"],
+                  "policy_chosen_logps": group_logps[rows, chosen], "policy_rejected_logps": group_logps[rows, rejected],
+                  "chosen_lengths": group_lengths[rows, chosen], "rejected_lengths": group_lengths[rows, rejected]}
+        if "group_reference_logps" in batch:
+            inputs["group_reference_logps"] = batch["group_reference_logps"].to(logps.dtype)
+        self._add_pair_extras(batch, inputs, logps.dtype)
+        return inputs
+
+    def _add_pair_extras(self, batch: dict, inputs: dict, dtype: torch.dtype) -> None:
+        loss = self.preference_loss
+        if loss.needs_reference and "reference_chosen_logps" in batch:
+            inputs["reference_chosen_logps"] = batch["reference_chosen_logps"].to(dtype)
+            inputs["reference_rejected_logps"] = batch["reference_rejected_logps"].to(dtype)
+        if loss.needs_margins or loss.routes_pairs:
+            if "margins" in batch:
+                inputs["margins"] = batch["margins"].to(dtype)
+        if loss.routes_pairs and "difficult" in batch:
+            inputs["difficult"] = batch["difficult"]
+
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
-        logps, lengths = forward_logps(model, inputs)  # [2B], [2B]
+        if "chosen_token_mask" in inputs:  # token cleaning: the SFT terms need per-token log-probs
+            logps, lengths, per_token = forward_token_logps(model, inputs)  # [2B], [2B], [2B, T-1]
+        else:
+            logps, lengths = forward_logps(model, inputs)  # [2B] (or [N] rows of groups), [2B]
         loss_inputs = self.loss_inputs(inputs, logps, lengths)
+        if "chosen_token_mask" in inputs:
+            n = inputs["chosen_token_mask"].shape[0]
+            loss_inputs["chosen_token_logps"] = per_token[:n]
+            loss_inputs["chosen_token_mask"] = inputs["chosen_token_mask"]
         out = self.preference_loss(**loss_inputs)
         losses = out.losses
         if "pair_weights" in inputs:  # the router's weight action; 1.0 everywhere otherwise

@@ -62,6 +62,10 @@ class PreferenceLoss:
         needs_margins:   margins must be supplied (MixDPO, MADPO).
         needs_groups:    K responses per prompt (group_* inputs) instead of pairs.
         needs_token_logps: per-token chosen log-probs (token cleaning of the SFT term).
+        supports_token_cleaning: the loss has an SFT term that honours ``chosen_token_mask``
+                         (``token_cleaning=global|sample`` is refused for other losses).
+        margin_metric:   the difficulty metric the method defines its ``margins`` on (MADPO:
+                         "reward_model"); None = the router's ``router.metric``.
         is_stateful:     keeps running statistics across steps (beta-DPO, AlphaDPO); the state is
                          an attribute, updated by a pure ``ema_update`` function.
         uses_tau:        reads the top-level router threshold ``tau``.
@@ -75,6 +79,8 @@ class PreferenceLoss:
     needs_margins: bool = False
     needs_groups: bool = False
     needs_token_logps: bool = False
+    supports_token_cleaning: bool = False
+    margin_metric: str | None = None
     is_stateful: bool = False
     uses_tau: bool = False
     routes_pairs: bool = False

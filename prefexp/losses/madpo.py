@@ -53,6 +53,7 @@ def madpo_weights(m: Tensor, c_max: float = 2.0, c_min: float = 0.5, lam: float 
 class MADPOLoss(PreferenceLoss):
     needs_reference = True
     needs_margins = True
+    margin_metric = "reward_model"  # the method's m is a reward model's margin, whatever the router reads
 
     def __init__(self, beta: float = 0.1, c_max: float = 2.0, c_min: float | None = None,
                  lam: float = 1.0, weight_tau: float = LOGIT_0999):

@@ -38,6 +38,7 @@ class MixDPOLoss(PreferenceLoss):
     needs_reference = True
     needs_lengths = True
     needs_margins = True
+    supports_token_cleaning = True
     uses_tau = True
     routes_pairs = True
 

@@ -6,6 +6,10 @@
 The token-mean form is returned as per-example terms ``-logp_c,b * B / sum(len_c)`` so that
 ``losses.mean()`` is the objective (base.token_mean_nll_terms).
 
+With token cleaning (``chosen_token_logps`` and ``chosen_token_mask`` [B, T], methods.md 3.2) the
+sums and counts run over kept tokens only: ``-sum_b sum_t m lp / sum_b sum_t m`` (token; the
+official Token Cleaning loss) or ``mean_b(-sum_t m lp / sum_t m)`` (sequence).
+
 Hyperparameters:
     normalize: "token" | "sequence" (see above).
 Reference-free; the rejected response is ignored. Rewards reported are the length-normalised
@@ -25,6 +29,7 @@ from .base import (LossOutput, PreferenceLoss, check_choice, lengths_like, requi
 class SFTLoss(PreferenceLoss):
     needs_reference = False
     needs_lengths = True
+    supports_token_cleaning = True
 
     def __init__(self, normalize: str = "token"):
         check_choice("normalize", normalize, ("token", "sequence"))
@@ -33,7 +38,16 @@ class SFTLoss(PreferenceLoss):
     def __call__(self, **inputs: Tensor) -> LossOutput:
         require(inputs, "policy_chosen_logps", "chosen_lengths", loss="sft")
         logp_c, len_c = inputs["policy_chosen_logps"], inputs["chosen_lengths"]
-        if self.normalize == "token":
+        if inputs.get("chosen_token_mask") is not None:  # token cleaning: kept tokens only
+            require(inputs, "chosen_token_logps", loss="sft (chosen_token_mask given)")
+            mask = inputs["chosen_token_mask"].to(logp_c.dtype)  # [B, T]
+            kept_logps = (inputs["chosen_token_logps"] * mask).sum(-1)  # [B]
+            kept = mask.sum(-1)  # [B]
+            if self.normalize == "token":
+                losses = -kept_logps * kept.shape[0] / kept.sum().clamp(min=1)  # mean = -sum m lp / sum m
+            else:
+                losses = -kept_logps / kept.clamp(min=1)
+        elif self.normalize == "token":
             losses = token_mean_nll_terms(logp_c, len_c)
         else:
             losses = sequence_mean_nll(logp_c, len_c)

@@ -105,3 +105,13 @@ def test_hard_first_batch_is_sft_closed_form(tmp_path):
         logps, lengths = forward_logps(model, PairCollator(tokenizer.pad_token_id)(examples))
     expected = (-logps[:4] / lengths[:4]).mean().item()
     assert first["loss"] == pytest.approx(expected, rel=1e-4)
+
+
+def test_packed_batches_train_like_padded_ones(mixdpo_run, tmp_path):
+    """trainer.packing=true (shared-prompt segments) gives the padded run's log-probs and losses."""
+    run_dir = tmp_path / "packed"
+    train(run_dir, "loss=mixdpo", "tau=0.5", "logger=none", "trainer.packing=true")
+    padded, packed = read_jsonl(mixdpo_run / "metrics.jsonl"), read_jsonl(run_dir / "metrics.jsonl")
+    for a, b in zip(padded, packed):
+        for key in ("loss", "logps/chosen", "logps/rejected", "rewards/margins"):
+            assert b[key] == pytest.approx(a[key], rel=1e-4, abs=1e-6), (a["step"], key)

@@ -48,3 +48,26 @@ def test_trl_parity():
 def test_validation():
     with pytest.raises(ValueError, match="loss.normalize='mean'"):
         SFTLoss(normalize="mean")
+
+
+def test_token_cleaning_averages_kept_tokens_only():
+    """Kept tokens: row 0 keeps log-probs -1 and -3 (of -1, -2, -3), row 1 keeps -4 (of -4, -8).
+    token: (1 + 3 + 4) / 3 = 8/3; sequence: mean(4/2, 4/1) = 3. The summed log-probs are ignored."""
+    token_logps = torch.tensor([[-1.0, -2.0, -3.0], [-4.0, -8.0, 0.0]], requires_grad=True)
+    mask = torch.tensor([[1.0, 0.0, 1.0], [1.0, 0.0, 0.0]])
+    inputs = pair([-6.0, -12.0], [-5.0, -5.0], [0.0, 0.0], [0.0, 0.0], len_c=[3, 2], len_r=[5, 5])
+    close(SFTLoss("token")(**inputs, chosen_token_logps=token_logps, chosen_token_mask=mask).loss, 8 / 3)
+    out = SFTLoss("sequence")(**inputs, chosen_token_logps=token_logps, chosen_token_mask=mask)
+    close(out.loss, 3.0)
+    (grad,) = torch.autograd.grad(out.loss, [token_logps])
+    close(grad, torch.tensor([[-0.25, 0.0, -0.25], [-0.5, 0.0, 0.0]]))  # dropped tokens get no gradient
+    assert SFTLoss.supports_token_cleaning
+
+
+def test_token_cleaning_all_kept_equals_plain_sft():
+    token_logps = torch.tensor([[-1.0, -2.0, -3.0], [-4.0, -8.0, 0.0]])
+    mask = torch.tensor([[1.0, 1.0, 1.0], [1.0, 1.0, 0.0]])
+    inputs = pair([-6.0, -12.0], [-5.0, -5.0], [0.0, 0.0], [0.0, 0.0], len_c=[3, 2], len_r=[5, 5])
+    for normalize in ("token", "sequence"):
+        cleaned = SFTLoss(normalize)(**inputs, chosen_token_logps=token_logps, chosen_token_mask=mask).losses
+        close(cleaned, SFTLoss(normalize)(**inputs).losses)
