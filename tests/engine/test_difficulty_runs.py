@@ -137,3 +137,20 @@ def test_mixdpo_with_token_cleaned_sft_branch(tmp_path, cache):
     assert abs(cleaned[0]["loss"] - plain[0]["loss"]) > 1e-3  # the SFT branch saw only kept tokens
     summary = json.loads((tmp_path / "sample" / "routing_summary.json").read_text())["token_cleaning"]
     assert summary["level"] == "sample" and 0.5 < summary["kept_tokens"] / summary["tokens"] < 0.6
+
+
+@pytest.mark.parametrize("metric", ["reward_model", "reference_logp"])
+def test_model_metrics_plan_without_training(tmp_path, cache, metric):
+    run_dir = tmp_path / metric
+    train(run_dir, cache, "loss=mixdpo", f"router.metric={metric}", "router=threshold", "tau=0.0", "dry_run=true")
+    assert not (run_dir / "checkpoint").exists()
+    plan = read_jsonl(run_dir / "routing_plan.jsonl")
+    margins = [row["margin"] for row in plan]
+    assert len(plan) == 400 and all(row["metric"] == metric for row in plan)
+    assert margins == sorted(margins, reverse=True)  # easy_to_hard on this metric
+    assert all((row["route"] == "sft") == (row["margin"] < 0.0) for row in plan)
+    assert 0 < sum(row["route"] == "sft" for row in plan) < 400  # both signs occur
+    if metric == "reward_model":
+        (scores_file,) = (cache / "reward_scores").glob("*.json")
+        scores = {int(k): v[0] - v[1] for k, v in json.loads(scores_file.read_text()).items()}
+        assert all(row["margin"] == pytest.approx(scores[row["index"]]) for row in plan)
