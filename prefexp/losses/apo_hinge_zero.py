@@ -42,8 +42,12 @@ class APOHingeZeroLoss(PreferenceLoss):
         require(inputs, *PAIR_INPUTS, loss=self.name)
         lr_c, lr_r = log_ratios(inputs)  # [B], [B]
         chosen, rejected = self.scale * lr_c, self.scale * lr_r
+        active_c, active_r = chosen.detach() < self.m, rejected.detach() > -self.m  # [B] hinge still open
         return LossOutput(
             losses=self.side_losses(chosen, rejected),
             chosen_rewards=chosen.detach(),
             rejected_rewards=rejected.detach(),
+            metrics={f"{self.name}/active_fraction": (active_c | active_r).float().mean(),
+                     f"{self.name}/active_chosen": active_c.float().mean(),
+                     f"{self.name}/active_rejected": active_r.float().mean()},
         )

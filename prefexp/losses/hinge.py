@@ -29,8 +29,10 @@ class HingeLoss(PreferenceLoss):
     def __call__(self, **inputs: Tensor) -> LossOutput:
         require(inputs, *PAIR_INPUTS, loss="hinge")
         lr_c, lr_r = log_ratios(inputs)  # [B], [B]
+        slack = 1 - self.beta * (lr_c - lr_r)  # [B]; > 0 = the pair still gets gradient
         return LossOutput(
-            losses=torch.relu(1 - self.beta * (lr_c - lr_r)),
+            losses=torch.relu(slack),
             chosen_rewards=(self.beta * lr_c).detach(),
             rejected_rewards=(self.beta * lr_r).detach(),
+            metrics={"hinge/active_fraction": (slack > 0).float().mean().detach()},
         )

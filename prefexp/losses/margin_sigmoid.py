@@ -50,4 +50,5 @@ class MarginSigmoidLoss(PreferenceLoss):
             losses=losses,
             chosen_rewards=(self.beta * lr_c).detach(),
             rejected_rewards=(self.beta * lr_r).detach(),
+            metrics={"margin_sigmoid/active_fraction": (losses.detach() > 0).float().mean()},
         )

@@ -33,3 +33,12 @@ def test_anchored_not_shift_invariant():
 def test_beta_squared_flag():
     close(APOHingeZeroLoss(beta_squared=True)(**case_b()).loss, 1.9)
     close(APOHingeZeroLoss(beta_squared=True)(**case_b()).chosen_rewards, 0.05)
+
+
+def test_active_fractions_per_side():
+    """beta 0.1, m 1: b lr_c = [0, 2, 2], b lr_r = [0, -2, 0.5]: chosen hinge open only in pair 0,
+    rejected hinge open in pairs 0 and 2 (-2 <= -m closes it); any side open: pairs 0 and 2."""
+    out = APOHingeZeroLoss(beta=0.1, m=1.0)(**pair([0.0, 20.0, 20.0], [0.0, -20.0, 5.0], [0.0] * 3, [0.0] * 3))
+    close(out.metrics["apo_hinge_zero/active_chosen"], 1 / 3)
+    close(out.metrics["apo_hinge_zero/active_rejected"], 2 / 3)
+    close(out.metrics["apo_hinge_zero/active_fraction"], 2 / 3)

@@ -26,3 +26,9 @@ def test_case_b_zero_gradient():
 @needs_trl
 def test_trl_parity():
     check_dpo_parity(HingeLoss(beta=0.1), "hinge", beta=0.1, seed=1)
+
+
+def test_active_pair_fraction():
+    """h = [0, 20, 5] with beta 0.1: slack 1 - 0.1 h = [1, -1, 0.5]: two of three pairs active."""
+    out = HingeLoss(beta=0.1)(**pair([0.0, 20.0, 5.0], [0.0, 0.0, 0.0], [0.0, 0.0, 0.0], [0.0, 0.0, 0.0]))
+    close(out.metrics["hinge/active_fraction"], 2 / 3)

@@ -39,3 +39,11 @@ def test_delta_zero_is_cdpo(eps):
 def test_validation():
     with pytest.raises(ValueError, match=r"loss.delta=0.7 .*\[0, 0.693147\)"):
         MarginSigmoidLoss(delta=0.7)
+
+
+def test_active_pair_fraction():
+    """delta = sp(-1): a pair is active while beta h < 1; h = [0, 20, 9] with beta 0.1 -> 2 of 3."""
+    from .cases import pair
+
+    out = MarginSigmoidLoss(beta=0.1)(**pair([0.0, 20.0, 9.0], [0.0] * 3, [0.0] * 3, [0.0] * 3))
+    close(out.metrics["margin_sigmoid/active_fraction"], 2 / 3)
