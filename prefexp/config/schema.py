@@ -98,7 +98,7 @@ class TrainerConfig:
     num_epochs: float = 1.0
     per_device_batch_size: int = 8
     gradient_accumulation_steps: int = 1
-    learning_rate: float = 5e-4
+    learning_rate: float = 5e-5
     lr_scheduler: str = "cosine"
     warmup_ratio: float = 0.1
     weight_decay: float = 0.0
