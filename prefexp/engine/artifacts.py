@@ -16,10 +16,46 @@ class MetricsFileCallback(TrainerCallback):
     def __init__(self, path: Path):
         self.path = path
 
+    def on_train_begin(self, args, state, control, **kwargs):
+        # On resume, drop lines logged after the checkpoint we resume from: they are logged again.
+        if state.is_world_process_zero and state.global_step > 0 and self.path.exists():
+            lines = [line for line in self.path.read_text().splitlines()
+                     if line.strip() and json.loads(line).get("step", 0) <= state.global_step]
+            self.path.write_text("".join(line + "\n" for line in lines))
+
     def on_log(self, args, state, control, logs=None, **kwargs):
         if state.is_world_process_zero and logs and "loss" in logs:
             with self.path.open("a") as f:
                 f.write(json.dumps({"step": state.global_step, **logs}) + "\n")
+
+
+LOSS_STATE = "loss_state.pt"
+
+
+class LossStateCallback(TrainerCallback):
+    """Saves a stateful loss's running statistics (beta-DPO, AlphaDPO) into every checkpoint, so a
+    resumed run continues them instead of restarting from zero; :func:`load_loss_state` reads them."""
+
+    def __init__(self, loss):
+        self.loss = loss
+
+    def on_save(self, args, state, control, **kwargs):
+        if state.is_world_process_zero:
+            import torch
+
+            checkpoint = Path(args.output_dir) / f"checkpoint-{state.global_step}"
+            torch.save(self.loss.state_dict(), checkpoint / LOSS_STATE)
+
+
+def load_loss_state(loss, checkpoint: str | Path) -> bool:
+    """Restore ``loss``'s state from a checkpoint dir; False when the checkpoint has none."""
+    import torch
+
+    path = Path(checkpoint) / LOSS_STATE
+    if not path.is_file():
+        return False
+    loss.load_state_dict(torch.load(path, weights_only=True))
+    return True
 
 
 def git_commit() -> str | None:

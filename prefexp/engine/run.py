@@ -124,7 +124,7 @@ def train(settings: Settings, resolved: dict, run_dir: Path) -> Path | None:
     from transformers import AutoModelForCausalLM, AutoTokenizer, TrainingArguments, set_seed
     from transformers.trainer_utils import get_last_checkpoint
 
-    from .artifacts import MetricsFileCallback, write_manifest
+    from .artifacts import LossStateCallback, MetricsFileCallback, load_loss_state, write_manifest
     from .distributed import cpu_ranks, deepspeed_dict, main_process_first, prepare_deepspeed, shared_reference_logps
     from .groups import add_groups
     from .prepare import attach_clean_masks, attach_group_reference, reference_logp_margins, reward_model_margins
@@ -234,9 +234,13 @@ def train(settings: Settings, resolved: dict, run_dir: Path) -> Path | None:
                                 data_collator=collator, processing_class=tokenizer,
                                 preference_loss=loss, callbacks=[ThroughputCallback(),  # [scaling] tokens/s
                                                                 MetricsFileCallback(run_dir / "metrics.jsonl")])
+    if loss.is_stateful:  # running statistics travel with the checkpoints
+        trainer.add_callback(LossStateCallback(loss))
     last = get_last_checkpoint(args.output_dir) if t.resume == "auto" and Path(args.output_dir).is_dir() else None
     if last:
         log.info("resuming from %s", last)
+        if loss.is_stateful and not load_loss_state(loss, last):
+            log.warning("%s holds no loss state: %s's running statistics restart from zero", last, settings.loss_name)
     trainer.train(resume_from_checkpoint=last)
 
     final = run_dir / "checkpoint"

@@ -115,3 +115,28 @@ def test_packed_batches_train_like_padded_ones(mixdpo_run, tmp_path):
     for a, b in zip(padded, packed):
         for key in ("loss", "logps/chosen", "logps/rejected", "rewards/margins"):
             assert b[key] == pytest.approx(a[key], rel=1e-4, abs=1e-6), (a["step"], key)
+
+
+def test_interrupted_run_resumes_with_loss_state(tmp_path):
+    """beta-DPO (stateful) for 4 steps, checkpoint every 2; then the last checkpoint and final
+    artifacts are removed (an interruption after step 2) and the same command runs again: it resumes
+    from checkpoint-2 with beta-DPO's running statistics, and steps 3-4 match the uninterrupted run."""
+    import shutil
+
+    run_dir = tmp_path / "run"
+    args = ("loss=beta_dpo", "logger=none", "trainer.max_steps=4", "trainer.save_steps=2",
+            "trainer.per_device_batch_size=4")
+    train(run_dir, *args)
+    full = read_jsonl(run_dir / "metrics.jsonl")
+    assert (run_dir / "checkpoints" / "checkpoint-2" / "loss_state.pt").exists()
+    shutil.rmtree(run_dir / "checkpoints" / "checkpoint-4")
+    shutil.rmtree(run_dir / "checkpoint")
+    proc = train(run_dir, *args)
+    output = proc.stdout + proc.stderr
+    assert "resuming from" in output and "holds no loss state" not in output
+    resumed = read_jsonl(run_dir / "metrics.jsonl")
+    assert [r["step"] for r in resumed] == [1, 2, 3, 4]  # steps 3-4 logged once, not twice
+    for a, b in zip(full[2:], resumed[2:]):
+        for key in ("loss", "beta_dpo/gap_mean", "beta_dpo/beta_used", "logps/chosen"):
+            assert b[key] == pytest.approx(a[key], rel=1e-5, abs=1e-7), (a["step"], key)
+    assert json.loads((run_dir / "checkpoint" / "manifest.json").read_text())["step"] == 4
