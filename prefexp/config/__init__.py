@@ -10,8 +10,23 @@ from .schema import register_schemas
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 CONFIG_DIR = PROJECT_ROOT / "conf"
 
+
+
+def short_dirname(text: str, limit: int = 120) -> str:
+    """A sweep job's dir name from its overrides, kept under file-name limits (255 bytes): past
+    ``limit`` characters it is cut and a hash of the whole text is appended, so names stay unique."""
+    import hashlib
+
+    text = str(text).replace("/", "_")
+    if len(text) <= limit:
+        return text
+    return f"{text[:limit]}-{hashlib.sha256(text.encode()).hexdigest()[:8]}"
+
+
 if not OmegaConf.has_resolver("prefexp_root"):
     OmegaConf.register_new_resolver("prefexp_root", lambda: str(PROJECT_ROOT))
+if not OmegaConf.has_resolver("prefexp_short"):
+    OmegaConf.register_new_resolver("prefexp_short", short_dirname)
 register_schemas()
 
 __all__ = ["PROJECT_ROOT", "CONFIG_DIR"]

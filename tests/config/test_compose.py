@@ -88,3 +88,18 @@ def test_mixdpo_tau_follows_top_level_tau():
     cfg = compose(["tau=1.5"])
     HydraConfig.instance().set_config(cfg)
     assert validate(cfg).loss.tau == 1.5
+
+
+def test_sweep_job_dir_names_stay_valid_file_names():
+    import hashlib
+
+    from prefexp.config import short_dirname
+
+    assert short_dirname("loss=dpo,tau=0.5") == "loss=dpo,tau=0.5"
+    long = ",".join(f"trainer.key{i}=value{i}" for i in range(20))
+    name = short_dirname(long)
+    assert name == long[:120] + "-" + hashlib.sha256(long.encode()).hexdigest()[:8] and len(name) == 129
+    assert short_dirname(long + "x") != name  # same prefix, different overrides: different dirs
+    assert "/" not in short_dirname("dataset.path=/data/x.jsonl")
+    cfg = compose(["paths.run_dir=/tmp/x"])
+    assert "prefexp_short" in OmegaConf.to_yaml(cfg.hydra.sweep, resolve=False)
