@@ -132,7 +132,7 @@ def spawn_ranks(nproc: int, overrides: Sequence[str], run_dir: Path, config_name
     cmd = torchrun_command(nproc, overrides, run_dir, config_name, slurm_rendezvous(),
                            capture_logs=not sys.stderr.isatty())
     log.info("launching %d rank(s) in %s: %s", nproc, run_dir, " ".join(cmd[1:]))
-    env = {**os.environ, **(env or {})}
+    env = {**os.environ, **(env or {}), "PREFEXP_SPAWNED": "1"}  # the launching process evaluates, not rank 0
     for key in ("RANK", "LOCAL_RANK", "WORLD_SIZE", "LOCAL_WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT"):
         env.pop(key, None)
     rc = subprocess.run(cmd, env=env).returncode

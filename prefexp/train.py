@@ -100,6 +100,7 @@ def _run(cfg: DictConfig) -> float | None:
         config_name = HydraConfig.get().job.config_name if HydraConfig.initialized() else "train"
         spawn_ranks(nproc, list(overrides), run_dir, config_name or "train",
                     env={"WANDB_RUN_GROUP": group} if group else None)  # ranks run outside the multirun
+        _hand_off_evaluation(c, run_dir)
         return final_metric(run_dir, c.logger.objective)
     logger_cfg = c.logger
     if c.logger.backend == "wandb" and c.logger.mode != "disabled":
@@ -127,7 +128,16 @@ def _run(cfg: DictConfig) -> float | None:
             wandb.teardown()  # wandb 0.31 offline can lose the run if the process exits right after finish()
         if distributed.in_launch():
             distributed.destroy_process_group()
+    if distributed.is_main_process() and not os.environ.get("PREFEXP_SPAWNED"):
+        _hand_off_evaluation(c, run_dir)  # [scaling] ranks started by prefexp.launch: their parent does it
     return final_metric(run_dir, c.logger.objective)
+
+
+def _hand_off_evaluation(c, run_dir) -> None:
+    if c.evaluate and not c.dry_run:
+        from .evaluation.handoff import evaluate_after_training
+
+        evaluate_after_training(run_dir, c.evaluate, c.evaluate_overrides)
 
 
 if __name__ == "__main__":

@@ -205,6 +205,11 @@ def validate(cfg: DictConfig) -> Settings:
         if c.router.on_rest == "route":
             errors.append("router.on_rest=route is not supported: only the selected (difficult) side can take the loss's routing branch")
     _check_token_cleaning(c, loss, loss_name, errors)
+    from ..evaluation.handoff import benchmarks
+
+    for name in c.evaluate:
+        if name not in benchmarks():
+            errors.append(f"evaluate: {name!r} is not a benchmark; options: {benchmarks()} (conf/eval/)")
     uses_router = c.router.name != "none" or c.curriculum.order != "none"
     if (uses_router and c.router.metric == "reward_model") or getattr(loss, "margin_metric", None) == "reward_model":
         _check_reward_model(c, errors)

@@ -140,3 +140,18 @@ def test_interrupted_run_resumes_with_loss_state(tmp_path):
         for key in ("loss", "beta_dpo/gap_mean", "beta_dpo/beta_used", "logps/chosen"):
             assert b[key] == pytest.approx(a[key], rel=1e-5, abs=1e-7), (a["step"], key)
     assert json.loads((run_dir / "checkpoint" / "manifest.json").read_text())["step"] == 4
+
+
+def test_training_hands_its_checkpoint_to_the_evaluation_stage(tmp_path):
+    run_dir = tmp_path / "run"
+    train(run_dir, "loss=dpo", "logger=none", "trainer.max_steps=1", "evaluate=[sandbox]",
+          "evaluate_overrides=['eval.limit=6','eval.generation.max_new_tokens=16']")
+    results = json.loads((run_dir / "eval" / "sandbox" / "results.json").read_text())
+    assert results["n_items"] == 6 and results["checkpoint"]["step"] == 1
+    assert 0.0 <= results["metrics"]["win_rate"] <= 100.0
+
+
+def test_unknown_benchmark_is_refused_before_training(tmp_path):
+    proc = subprocess.run([sys.executable, "-m", "prefexp.train", f"hydra.run.dir={tmp_path}", "evaluate=[alpacaeval]"],
+                          cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2 and "evaluate: 'alpacaeval' is not a benchmark" in proc.stderr
