@@ -121,16 +121,8 @@ def quiet_replica_logging() -> None:
     root.setLevel(logging.WARNING)
 
 
-def reference_cache_path(model_dir: str, examples: Sequence[dict], cache_dir: Path) -> Path:
-    """The file prefexp.engine.reference.cached_reference_logps reads and writes."""
-    from .reference import examples_fingerprint, weights_fingerprint
-
-    key = f"{weights_fingerprint(model_dir)}-{examples_fingerprint(examples)}"
-    return cache_dir / "reference_logps" / f"{key}.json"
-
-
 def shared_reference_logps(model_loader: Callable, model_dir: str, examples: Sequence[dict], pad_token_id: int,
-                           batch_size: int, cache_dir: Path) -> dict[int, tuple[float, float]]:
+                           batch_size: int, cache_dir: Path, precision: str = "fp32") -> dict[int, tuple[float, float]]:
     """Reference log-probs for every example, the same on every rank; cached on disk.
 
     One rank: ``cached_reference_logps`` with the model on this rank's device. N ranks: the cache
@@ -139,7 +131,7 @@ def shared_reference_logps(model_loader: Callable, model_dir: str, examples: Seq
     the cache file atomically. Runs before TrainingArguments exists, so under ZeRO-3 the model
     here is the plain, unpartitioned one.
     """
-    from .reference import cached_reference_logps, compute_reference_logps
+    from .reference import cached_reference_logps, compute_reference_logps, reference_cache_path
 
     device = local_device()
 
@@ -147,13 +139,14 @@ def shared_reference_logps(model_loader: Callable, model_dir: str, examples: Seq
         return model_loader().to(device)
 
     if world_size() <= 1:
-        return cached_reference_logps(load_on_device, model_dir, examples, pad_token_id, batch_size, cache_dir)
+        return cached_reference_logps(load_on_device, model_dir, examples, pad_token_id, batch_size, cache_dir,
+                                      precision)
 
     import torch
     import torch.distributed as dist
 
     init_process_group()
-    path = reference_cache_path(model_dir, examples, cache_dir)
+    path = reference_cache_path(model_dir, examples, cache_dir, precision)
     seen: list[bool] = [False] * world_size()
     dist.all_gather_object(seen, path.exists())
     if all(seen):
@@ -162,7 +155,7 @@ def shared_reference_logps(model_loader: Callable, model_dir: str, examples: Seq
 
     shard = list(examples)[rank()::world_size()]
     model = load_on_device()
-    values = compute_reference_logps(model, shard, pad_token_id, batch_size) if shard else {}
+    values = compute_reference_logps(model, shard, pad_token_id, batch_size, precision) if shard else {}
     del model
     if device.type == "cuda":
         torch.cuda.empty_cache()

@@ -44,9 +44,22 @@ def examples_fingerprint(examples: Sequence[dict]) -> str:
     return h.hexdigest()[:16]
 
 
+AUTOCAST = {"bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+def reference_cache_path(model_dir: str, examples: Sequence[dict], cache_dir: Path, precision: str = "fp32") -> Path:
+    """The cache file of one (reference weights, token ids, mixed precision) triple."""
+    key = f"{weights_fingerprint(model_dir)}-{examples_fingerprint(examples)}"
+    suffix = "" if precision == "fp32" else f"-{precision}"  # fp32 keeps the original file names
+    return Path(cache_dir) / "reference_logps" / f"{key}{suffix}.json"
+
+
 @torch.no_grad()
 def compute_reference_logps(model, examples: Sequence[dict], pad_token_id: int, batch_size: int,
-                            ) -> dict[int, tuple[float, float]]:
+                            precision: str = "fp32") -> dict[int, tuple[float, float]]:
+    """Summed response log-probs of every pair. ``precision`` bf16 / fp16 runs the forward under
+    the autocast the Trainer uses for the policy (mixed precision), so that at step 1 policy and
+    reference agree exactly (DPO's first loss is ln 2, not ln 2 plus rounding noise)."""
     model.eval()
     collate = PairCollator(pad_token_id)
     device = next(model.parameters()).device
@@ -56,7 +69,8 @@ def compute_reference_logps(model, examples: Sequence[dict], pad_token_id: int, 
     for start in bar:  # length-sorted batches waste less padding
         chunk = [examples[i] for i in order[start: start + batch_size]]
         batch = {k: v.to(device) for k, v in collate(chunk).items()}
-        logps, _ = forward_logps(model, batch)
+        with torch.autocast(device.type, dtype=AUTOCAST.get(precision, torch.float32), enabled=precision in AUTOCAST):
+            logps, _ = forward_logps(model, batch)
         n = len(chunk)
         for e, c, r in zip(chunk, logps[:n].tolist(), logps[n:].tolist()):
             out[e["index"]] = (c, r)
@@ -64,15 +78,14 @@ def compute_reference_logps(model, examples: Sequence[dict], pad_token_id: int, 
 
 
 def cached_reference_logps(model_loader, model_dir: str, examples: Sequence[dict], pad_token_id: int,
-                           batch_size: int, cache_dir: Path) -> dict[int, tuple[float, float]]:
+                           batch_size: int, cache_dir: Path, precision: str = "fp32") -> dict[int, tuple[float, float]]:
     """Load from ``cache_dir`` or compute with ``model_loader()`` and store."""
-    key = f"{weights_fingerprint(model_dir)}-{examples_fingerprint(examples)}"
-    path = cache_dir / "reference_logps" / f"{key}.json"
+    path = reference_cache_path(model_dir, examples, cache_dir, precision)
     if path.exists():
         log.info("reference log-probs: cache hit %s", path)
         return {int(k): tuple(v) for k, v in json.loads(path.read_text()).items()}
     model = model_loader()
-    values = compute_reference_logps(model, examples, pad_token_id, batch_size)
+    values = compute_reference_logps(model, examples, pad_token_id, batch_size, precision)
     del model
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")

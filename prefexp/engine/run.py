@@ -151,7 +151,7 @@ def train(settings: Settings, resolved: dict, run_dir: Path) -> Path | None:
     def reference_logps(items: list[dict]) -> dict:
         # [scaling] before TrainingArguments: plain model on this rank's device, sharded over ranks
         return shared_reference_logps(load_model, model_path, items, tokenizer.pad_token_id,
-                                      c.trainer.reference_batch_size, Path(c.paths.cache_dir))
+                                      c.trainer.reference_batch_size, Path(c.paths.cache_dir), c.trainer.precision)
 
     margins: dict[str, dict[int, float]] = {}
     if "rating" in metrics:
@@ -221,7 +221,7 @@ def train(settings: Settings, resolved: dict, run_dir: Path) -> Path | None:
         seed=c.seed,
         disable_tqdm=not sys.stderr.isatty(),  # progress bar only on a terminal
         deepspeed=deepspeed_dict(c.deepspeed.enabled, c.deepspeed.config),  # [scaling] None = off
-        use_cpu=cpu_ranks(),  # [scaling] gloo ranks on a CPU-only machine
+        use_cpu=cpu_ranks() or not torch.cuda.is_available(),  # [scaling] gloo ranks; bf16 on CPU needs it
     )
     prepare_deepspeed(args, run_dir)  # [scaling] DeepSpeed comm + <run dir>/ds_config.json
     model = load_model()

@@ -56,8 +56,18 @@ def test_external_launch_needs_an_explicit_run_dir(monkeypatch):
 
 
 def test_local_rank_never_reaches_hydra():
-    assert _strip_launcher_args(["train", "--local_rank=1", "tau=0.5"]) == ["train", "tau=0.5"]
-    assert _strip_launcher_args(["train", "--local-rank", "3", "tau=0.5"]) == ["train", "tau=0.5"]
+    import os
+
+    saved = os.environ.pop("LOCAL_RANK", None)  # the stripper exports it: never leak it to later tests
+    try:
+        assert _strip_launcher_args(["train", "--local_rank=1", "tau=0.5"]) == ["train", "tau=0.5"]
+        assert os.environ.pop("LOCAL_RANK") == "1"
+        assert _strip_launcher_args(["train", "--local-rank", "3", "tau=0.5"]) == ["train", "tau=0.5"]
+        assert os.environ.pop("LOCAL_RANK") == "3"
+    finally:
+        os.environ.pop("LOCAL_RANK", None)
+        if saved is not None:
+            os.environ["LOCAL_RANK"] = saved
 
 
 def test_wandb_naming_and_offline_fallback(monkeypatch, tmp_path, caplog):
