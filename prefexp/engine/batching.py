@@ -19,23 +19,28 @@ class PairCollator:
 
     def __call__(self, examples: Sequence[dict]) -> dict[str, torch.Tensor]:
         rows = [e["prompt_ids"] + e["chosen_ids"] for e in examples] + [e["prompt_ids"] + e["rejected_ids"] for e in examples]
-        starts = [len(e["prompt_ids"]) for e in examples] * 2
-        width = max(len(r) for r in rows)
-        input_ids = torch.full((len(rows), width), self.pad_token_id, dtype=torch.long)  # [2B, T]
-        attention_mask = torch.zeros((len(rows), width), dtype=torch.long)  # [2B, T]
-        response_mask = torch.zeros((len(rows), width), dtype=torch.bool)  # [2B, T]
-        for i, (row, start) in enumerate(zip(rows, starts)):
-            input_ids[i, : len(row)] = torch.tensor(row)
-            attention_mask[i, : len(row)] = 1
-            response_mask[i, start: len(row)] = True
-        batch = {"input_ids": input_ids, "attention_mask": attention_mask, "response_mask": response_mask}
+        batch = padded_rows(rows, [len(e["prompt_ids"]) for e in examples] * 2, self.pad_token_id)  # [2B, T]
         batch.update(pair_fields(examples))
         if "clean_keep" in examples[0]:  # token cleaning: kept chosen tokens, aligned with token log-probs
             from ..difficulty.token_cleaning import scatter_token_mask  # (that module imports the engine)
 
             batch["chosen_token_mask"] = scatter_token_mask([e["clean_keep"] for e in examples],
-                                                            response_mask[: len(examples)])  # [B, T-1]
+                                                            batch["response_mask"][: len(examples)])  # [B, T-1]
         return batch
+
+
+def padded_rows(rows: Sequence[list[int]], starts: Sequence[int], pad_token_id: int) -> dict[str, torch.Tensor]:
+    """Right-padded ``input_ids``, ``attention_mask`` and ``response_mask`` [N, T] of token rows whose
+    response starts at ``starts[i]`` (prompt and padding are 0 in the response mask)."""
+    width = max(len(r) for r in rows)
+    input_ids = torch.full((len(rows), width), pad_token_id, dtype=torch.long)  # [N, T]
+    attention_mask = torch.zeros((len(rows), width), dtype=torch.long)  # [N, T]
+    response_mask = torch.zeros((len(rows), width), dtype=torch.bool)  # [N, T]
+    for i, (row, start) in enumerate(zip(rows, starts)):
+        input_ids[i, : len(row)] = torch.tensor(row)
+        attention_mask[i, : len(row)] = 1
+        response_mask[i, start: len(row)] = True
+    return {"input_ids": input_ids, "attention_mask": attention_mask, "response_mask": response_mask}
 
 
 def pair_fields(examples: Sequence[dict]) -> dict[str, torch.Tensor]:

@@ -20,7 +20,7 @@ import torch
 
 from ..data.groups import group_positive_labels
 from ..data.records import PreferencePair
-from .batching import pair_fields
+from .batching import padded_rows, pair_fields
 from .tokenize import response_ids
 
 log = logging.getLogger(__name__)
@@ -95,20 +95,12 @@ class GroupCollator:
                 rows.append(e["prompt_ids"] + ids)
                 starts.append(len(e["prompt_ids"]))
                 slots.append(b * width + k)
-        length = max(len(r) for r in rows)
-        input_ids = torch.full((len(rows), length), self.pad_token_id, dtype=torch.long)  # [N, T]
-        attention_mask = torch.zeros((len(rows), length), dtype=torch.long)  # [N, T]
-        response_mask = torch.zeros((len(rows), length), dtype=torch.bool)  # [N, T]
-        for i, (row, start) in enumerate(zip(rows, starts)):
-            input_ids[i, : len(row)] = torch.tensor(row)
-            attention_mask[i, : len(row)] = 1
-            response_mask[i, start: len(row)] = True
         positive = torch.zeros((len(examples), width), dtype=torch.bool)  # [B, K]
         mask = torch.zeros((len(examples), width), dtype=torch.bool)  # [B, K]
         for b, e in enumerate(examples):
             positive[b, : len(e["group_positive"])] = torch.tensor(e["group_positive"])
             mask[b, : len(e["group_ids"])] = True
-        batch = {"input_ids": input_ids, "attention_mask": attention_mask, "response_mask": response_mask,
+        batch = {**padded_rows(rows, starts, self.pad_token_id),  # [N, T]
                  "group_rows": torch.tensor(slots), "group_positive": positive, "group_mask": mask,
                  "chosen_slot": torch.tensor([e["chosen_slot"] for e in examples]),
                  "rejected_slot": torch.tensor([e["rejected_slot"] for e in examples])}
