@@ -109,13 +109,14 @@ def _run(cfg: DictConfig) -> float | None:
     tags = [f"loss:{settings.loss_name}", f"tau:{c.tau}", f"router:{c.router.name}", f"curriculum:{c.curriculum.order}"]
     from .engine.run import train
     from .logger import start_wandb
+    from .reward import RewardScoresMissing
 
     wandb_run = None
     try:
         if not c.dry_run and distributed.is_main_process():
             wandb_run = start_wandb(logger_cfg, resolved, run_dir, run_name, tags)
         train(settings, resolved, run_dir)
-    except (InvalidRowError, FileNotFoundError) as exc:
+    except (InvalidRowError, FileNotFoundError, RewardScoresMissing) as exc:
         if _is_multirun():
             raise
         print(f"error: {exc}", file=sys.stderr)
