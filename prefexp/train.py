@@ -15,7 +15,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from .config import CONFIG_DIR
 from .config.validate import ConfigError, validate
-from .data.records import InvalidRowError
+from .errors import InputError
 
 log = logging.getLogger("prefexp.train")
 
@@ -116,7 +116,7 @@ def _run(cfg: DictConfig) -> float | None:
         if not c.dry_run and distributed.is_main_process():
             wandb_run = start_wandb(logger_cfg, resolved, run_dir, run_name, tags)
         train(settings, resolved, run_dir)
-    except (InvalidRowError, FileNotFoundError, RewardScoresMissing) as exc:
+    except (InputError, FileNotFoundError, RewardScoresMissing) as exc:
         if _is_multirun():
             raise
         print(f"error: {exc}", file=sys.stderr)

@@ -13,12 +13,14 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Optional
 
+from ..errors import InputError
+
 log = logging.getLogger(__name__)
 
 Messages = list[dict[str, str]]
 
 
-class InvalidRowError(ValueError):
+class InvalidRowError(InputError):
     pass
 
 
