@@ -120,7 +120,7 @@ class TrainerConfig:
     # long runs; on the CPU sandbox the compile time exceeds the whole run.
     torch_compile: bool = False
     num_threads: Optional[int] = None  # torch CPU threads; None = torch's default
-    # --- scaling (prefexp.launch): ranks to start on this node; "auto" = every CUDA GPU (1 on CPU).
+    # --- scaling (prefexp.launch.ranks): ranks to start on this node; "auto" = every CUDA GPU (1 on CPU).
     devices: Any = 1
 
 
@@ -132,7 +132,7 @@ class LoggerConfig:
     entity: Optional[str] = None
     group: Optional[str] = None
     tags: list[str] = field(default_factory=list)
-    # --- sweeps / W&B naming (prefexp.launch.wandb_identity) ---
+    # --- sweeps / W&B naming (prefexp.tracking) ---
     # group: null = the sweep dir's name in multirun (one W&B group per sweep); name: null = the
     # job's overrides; objective: the final metrics.jsonl value a job returns to a sweeper (Optuna).
     job_type: str = "train"

@@ -94,7 +94,7 @@ def _check_tau(c: TrainConfig, errors: list[str]) -> None:
 
 
 def _check_scaling(c: TrainConfig, errors: list[str]) -> None:
-    """[scaling] trainer.devices and the deepspeed group (conf/deepspeed/*.yaml)."""
+    """trainer.devices and the deepspeed group (conf/deepspeed/*.yaml)."""
     d = c.trainer.devices
     if not (d == "auto" or (isinstance(d, int) and not isinstance(d, bool) and d >= 1)):
         errors.append(f"trainer.devices={d!r} must be an integer >= 1 or 'auto' (every CUDA GPU, 1 on CPU)")

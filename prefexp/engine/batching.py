@@ -22,8 +22,6 @@ class PairCollator:
         batch = padded_rows(rows, [len(e["prompt_ids"]) for e in examples] * 2, self.pad_token_id)  # [2B, T]
         batch.update(pair_fields(examples))
         if "clean_keep" in examples[0]:  # token cleaning: kept chosen tokens, aligned with token log-probs
-            from ..difficulty.token_cleaning import scatter_token_mask  # (that module imports the engine)
-
             batch["chosen_token_mask"] = scatter_token_mask([e["clean_keep"] for e in examples],
                                                             batch["response_mask"][: len(examples)])  # [B, T-1]
         return batch
@@ -52,3 +50,23 @@ def pair_fields(examples: Sequence[dict]) -> dict[str, torch.Tensor]:
     if "difficult" in examples[0]:
         fields["difficult"] = torch.tensor([bool(e["difficult"]) for e in examples])
     return fields
+
+
+def scatter_token_mask(keep: Sequence[Sequence[int]], response_mask: Tensor) -> Tensor:
+    """Place per-example keep flags into the layout of ``token_logps(logits, input_ids)`` ([B, T-1]).
+
+    Args:
+        keep: per example, one 0/1 per chosen response token (``clean_token_masks`` values).
+        response_mask: [B, T] bool, True on the chosen response tokens (the chosen half of a
+            ``PairCollator`` batch: ``batch["response_mask"][:B]``).
+    Returns a float [B, T-1] mask aligned with ``token_logps(...)[:B]``: pass it as
+    ``chosen_token_mask`` together with those log-probs as ``chosen_token_logps``.
+    """
+    targets = response_mask[:, 1:].bool()  # [B, T-1]; column j scores token j+1
+    out = torch.zeros(targets.shape, dtype=torch.float32)
+    for b, flags in enumerate(keep):
+        cols = targets[b].nonzero().squeeze(-1)
+        if len(flags) < len(cols):
+            raise ValueError(f"example {b}: {len(flags)} keep flags for {len(cols)} response tokens")
+        out[b, cols] = torch.tensor(list(flags)[len(flags) - len(cols):], dtype=torch.float32)
+    return out.to(response_mask.device)

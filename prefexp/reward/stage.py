@@ -33,7 +33,7 @@ def run_reward_stage(c: RewardConfig, run_dir: Path) -> Path:
     from transformers import AutoTokenizer
 
     from ..engine.reference import examples_fingerprint
-    from ..engine.run import resolve_model_path
+    from ..engine.model_path import resolve_model_path
     from ..engine.tokenize import ensure_chat_template, tokenize_pairs
 
     if c.num_threads is not None:

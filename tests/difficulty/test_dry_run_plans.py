@@ -16,7 +16,7 @@ import pytest
 from hydra.core.hydra_config import HydraConfig
 
 from prefexp.config.validate import ConfigError, validate
-from prefexp.engine.run import train
+from prefexp.pipeline import train
 from tests.conftest import REPO, compose
 
 # Row i has rating margin MARGINS[i] (chosen 10, rejected 10 - margin).

@@ -15,17 +15,14 @@ import pytest
 import torch
 from transformers import LlamaConfig, LlamaForCausalLM
 
-from prefexp.difficulty.token_cleaning import (
+from prefexp.difficulty.token_cleaning import masked_token_nll, select_tokens, token_scores
+from prefexp.engine.batching import PairCollator, scatter_token_mask
+from prefexp.engine.token_masks import (
     cached_clean_token_masks,
     chosen_token_logps,
     clean_token_masks,
-    masked_token_nll,
     response_token_scores,
-    scatter_token_mask,
-    select_tokens,
-    token_scores,
 )
-from prefexp.engine.batching import PairCollator
 from prefexp.engine.logps import token_logps
 from prefexp.losses.base import sequence_mean_nll
 from prefexp.losses.mixdpo import MixDPOLoss

@@ -16,22 +16,14 @@ from pathlib import Path
 import pytest
 import torch
 
-REPO = Path(__file__).resolve().parents[2]
+from tests.helpers import REPO, read_jsonl, run_train
+
 SMALL = ["dataset.sandbox.num_prompts=400", "model.sandbox.sft_steps=80", "model.sandbox.num_prompts=400",
          "trainer.logging_steps=1", "logger=none"]
 
 
 def train(run_dir: Path, cache: Path, *overrides: str, ok: bool = True) -> subprocess.CompletedProcess:
-    cmd = [sys.executable, "-m", "prefexp.train", f"hydra.run.dir={run_dir}", f"paths.cache_dir={cache}", *SMALL,
-           *overrides]
-    proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=900)
-    if ok:
-        assert proc.returncode == 0, proc.stderr[-4000:]
-    return proc
-
-
-def read_jsonl(path: Path) -> list[dict]:
-    return [json.loads(line) for line in path.read_text().splitlines()]
+    return run_train(run_dir, f"paths.cache_dir={cache}", *SMALL, *overrides, ok=ok)
 
 
 @pytest.fixture(scope="module")
@@ -121,7 +113,7 @@ def test_token_cleaned_sft(tmp_path, cache):
     sixty = read_jsonl(tmp_path / "sixty" / "metrics.jsonl")[0]
     assert keep_all["loss"] == pytest.approx(plain["loss"], rel=1e-5)  # every token kept = plain SFT
     assert abs(sixty["loss"] - plain["loss"]) > 1e-3
-    summary = json.loads((tmp_path / "sixty" / "routing_summary.json").read_text())["token_cleaning"]
+    summary = json.loads((tmp_path / "sixty" / "token_cleaning.json").read_text())
     assert summary["kept_tokens"] == math.floor(summary["tokens"] * 0.6 + 1e-9)  # global budget
     assert summary["level"] == "global" and "sandbox-model" in summary["base_model"]
 
@@ -135,7 +127,7 @@ def test_mixdpo_with_token_cleaned_sft_branch(tmp_path, cache):
     assert [r["step"] for r in cleaned] == [1, 2]
     assert cleaned[0]["route/sft_fraction"] == 1.0  # hardest first: the first batch is all SFT
     assert abs(cleaned[0]["loss"] - plain[0]["loss"]) > 1e-3  # the SFT branch saw only kept tokens
-    summary = json.loads((tmp_path / "sample" / "routing_summary.json").read_text())["token_cleaning"]
+    summary = json.loads((tmp_path / "sample" / "token_cleaning.json").read_text())
     assert summary["level"] == "sample" and 0.5 < summary["kept_tokens"] / summary["tokens"] < 0.6
 
 

@@ -15,21 +15,13 @@ from pathlib import Path
 import pytest
 import torch
 
-REPO = Path(__file__).resolve().parents[2]
+from tests.helpers import REPO, read_jsonl, run_train
 
 
 def train(run_dir: Path, *overrides: str) -> subprocess.CompletedProcess:
-    cmd = [sys.executable, "-m", "prefexp.train", f"hydra.run.dir={run_dir}", "trainer.max_steps=3",
-           "trainer.logging_steps=1", "dataset.sandbox.num_prompts=400",
-           # a small sandbox model (its own cache entry) keeps the first build of a clean CI short
-           "model.sandbox.sft_steps=80", "model.sandbox.num_prompts=400", *overrides]
-    proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=900)
-    assert proc.returncode == 0, proc.stderr[-4000:]
-    return proc
-
-
-def read_jsonl(path: Path) -> list[dict]:
-    return [json.loads(line) for line in path.read_text().splitlines()]
+    # a small sandbox model (its own cache entry) keeps the first build of a clean CI short
+    return run_train(run_dir, "trainer.max_steps=3", "trainer.logging_steps=1", "dataset.sandbox.num_prompts=400",
+                     "model.sandbox.sft_steps=80", "model.sandbox.num_prompts=400", *overrides)
 
 
 @pytest.fixture(scope="module")

@@ -41,5 +41,4 @@ def train_cmd(*overrides: str) -> list[str]:
     return [sys.executable, "-m", "prefexp.train", *overrides]
 
 
-def read_jsonl(path: Path) -> list[dict]:
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+from tests.helpers import read_jsonl  # noqa: E402,F401  (re-exported for the scale tests)

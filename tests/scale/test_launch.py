@@ -6,23 +6,24 @@ from pathlib import Path
 
 import pytest
 
-from prefexp import launch
-from prefexp.train import _strip_launcher_args
+from prefexp import launch, tracking
+from prefexp.launch import ranks
+
 
 from .conftest import read_jsonl, run, train_cmd
 
 
 def test_devices_resolve_on_cpu(monkeypatch):
-    monkeypatch.setattr(launch, "cuda_device_count", lambda: 0)
+    monkeypatch.setattr(ranks, "cuda_device_count", lambda: 0)
     assert launch.resolve_devices("auto") == 1 and launch.resolve_devices(3) == 3
-    monkeypatch.setattr(launch, "cuda_device_count", lambda: 4)
+    monkeypatch.setattr(ranks, "cuda_device_count", lambda: 4)
     assert launch.resolve_devices("auto") == 4
     with pytest.raises(ValueError, match="trainer.devices=8 but this node has 4"):
         launch.resolve_devices(8)
 
 
 def test_who_spawns(monkeypatch):
-    monkeypatch.setattr(launch, "cuda_device_count", lambda: 0)
+    monkeypatch.setattr(ranks, "cuda_device_count", lambda: 0)
     for key in ("RANK", "WORLD_SIZE"):
         monkeypatch.delenv(key, raising=False)
     assert launch.ranks_to_spawn(1, deepspeed=False, dry_run=False) == 0  # plain run: in process
@@ -60,9 +61,9 @@ def test_local_rank_never_reaches_hydra():
 
     saved = os.environ.pop("LOCAL_RANK", None)  # the stripper exports it: never leak it to later tests
     try:
-        assert _strip_launcher_args(["train", "--local_rank=1", "tau=0.5"]) == ["train", "tau=0.5"]
+        assert launch.strip_launcher_args(["train", "--local_rank=1", "tau=0.5"]) == ["train", "tau=0.5"]
         assert os.environ.pop("LOCAL_RANK") == "1"
-        assert _strip_launcher_args(["train", "--local-rank", "3", "tau=0.5"]) == ["train", "tau=0.5"]
+        assert launch.strip_launcher_args(["train", "--local-rank", "3", "tau=0.5"]) == ["train", "tau=0.5"]
         assert os.environ.pop("LOCAL_RANK") == "3"
     finally:
         os.environ.pop("LOCAL_RANK", None)
@@ -79,13 +80,13 @@ def test_wandb_naming_and_offline_fallback(monkeypatch, tmp_path, caplog):
     monkeypatch.delenv("WANDB_API_KEY", raising=False)
     monkeypatch.setenv("HOME", str(tmp_path))
     monkeypatch.setenv("NETRC", str(tmp_path / ".netrc"))
-    assert launch.wandb_mode("online") == "offline" and "no W&B key" in caplog.text
-    assert launch.wandb_mode("offline") == "offline"
+    assert tracking.wandb_mode("online") == "offline" and "no W&B key" in caplog.text
+    assert tracking.wandb_mode("offline") == "offline"
     (tmp_path / ".netrc").write_text("machine api.wandb.ai\n  login user\n  password abc\n")
     (tmp_path / ".netrc").chmod(0o600)
-    assert launch.wandb_mode("online") == "online"
+    assert tracking.wandb_mode("online") == "online"
     monkeypatch.setenv("WANDB_API_KEY", "k")
-    assert launch.wandb_mode("online") == "online"
+    assert tracking.wandb_mode("online") == "online"
 
 
 def test_failure_marker_and_objective(tmp_path):

@@ -1,0 +1,23 @@
+"""How a training job is started and named, and how sweep jobs fail: rank spawning (``ranks``),
+run names (``naming``), failure markers and objectives (``sweep_jobs``), the SLURM dry run
+(``slurm``)."""
+from .naming import run_name, sweep_group
+from .ranks import (
+    forwarded_overrides,
+    hydra_quote,
+    rank_log_tail,
+    ranks_to_spawn,
+    resolve_devices,
+    shared_run_dir_problem,
+    slurm_rendezvous,
+    spawn_ranks,
+    strip_launcher_args,
+    torchrun_command,
+)
+from .slurm import render_sbatch
+from .sweep_jobs import FAILED, final_metric, write_failure
+
+__all__ = ["FAILED", "final_metric", "forwarded_overrides", "hydra_quote", "rank_log_tail",
+           "ranks_to_spawn", "render_sbatch", "resolve_devices", "run_name", "shared_run_dir_problem",
+           "slurm_rendezvous", "spawn_ranks", "strip_launcher_args", "sweep_group", "torchrun_command",
+           "write_failure"]

@@ -1,0 +1,159 @@
+"""Rank spawning: one command, many ranks.
+
+``trainer.devices=N`` (or ``auto``: every CUDA GPU, 1 on CPU): ``python -m prefexp.train`` is the
+launcher. Its Hydra job composes and validates the config, creates the one run dir and writes
+``.hydra/`` there, then re-executes itself as ``python -m torch.distributed.run --standalone
+--nproc-per-node N -m prefexp.train <same overrides> hydra.run.dir=<that dir>
+hydra.output_subdir=null``. Every rank therefore sees the same config and the same run dir (no
+per-rank timestamp), and only rank 0 writes. A DeepSpeed run is always started this way, even with
+one device (DeepSpeed needs a launcher's env). Under SLURM with several nodes the same command
+joins a c10d rendezvous on the first node. Inside a rank (``RANK``/``WORLD_SIZE`` set by torchrun,
+``deepspeed`` or the above) nothing is re-launched.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any, Sequence
+
+log = logging.getLogger(__name__)
+
+# Overrides that must not travel from the launcher to its ranks (the launcher sets them itself).
+_NOT_FORWARDED = ("hydra.run.dir=", "hydra.output_subdir=", "hydra.sweep.dir=")
+
+
+def strip_launcher_args(argv: list[str]) -> list[str]:
+    """The `deepspeed` launcher appends --local_rank=N; it must never reach Hydra's parser."""
+    kept = []
+    skip_next = False
+    for i, arg in enumerate(argv):
+        if skip_next:
+            skip_next = False
+            continue
+        if arg.startswith("--local_rank") or arg.startswith("--local-rank"):
+            if "=" in arg:
+                os.environ.setdefault("LOCAL_RANK", arg.split("=", 1)[1])
+            elif i + 1 < len(argv):
+                os.environ.setdefault("LOCAL_RANK", argv[i + 1])
+                skip_next = True
+            continue
+        kept.append(arg)
+    return kept
+
+
+def cuda_device_count() -> int:
+    import torch
+
+    return torch.cuda.device_count() if torch.cuda.is_available() else 0
+
+
+def resolve_devices(devices: Any) -> int:
+    """trainer.devices -> number of ranks on this node: an int >= 1, or "auto" (every GPU, 1 on CPU)."""
+    if isinstance(devices, str) and devices.strip().lower() == "auto":
+        return max(1, cuda_device_count())
+    n = int(devices)
+    gpus = cuda_device_count()
+    if gpus and n > gpus:
+        raise ValueError(f"trainer.devices={n} but this node has {gpus} CUDA GPU(s); pass trainer.devices=auto or <= {gpus}")
+    return n
+
+
+def ranks_to_spawn(devices: Any, deepspeed: bool, dry_run: bool) -> int:
+    """How many ranks this process must start (0: run the job in this process)."""
+    from ..engine.distributed import in_launch
+
+    if in_launch() or dry_run:
+        return 0
+    n = resolve_devices(devices)
+    return n if (n > 1 or deepspeed) else 0
+
+
+def shared_run_dir_problem(argv: Sequence[str]) -> str | None:
+    """Under an external multi-rank launcher every rank must be given the same run dir explicitly
+    (Hydra's default dir is a timestamp, taken once per rank). Returns the error, or None."""
+    if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
+        return None
+    key = "hydra.sweep.dir=" if ("-m" in argv or "--multirun" in argv) else "hydra.run.dir="
+    if any(a.startswith(key) for a in argv):
+        return None
+    return (f"{os.environ['WORLD_SIZE']} ranks need one shared run dir: pass {key}<dir> (a timestamped default "
+            "would give each rank its own), or let prefexp start the ranks: python -m prefexp.train trainer.devices=N")
+
+
+def forwarded_overrides(task_overrides: Sequence[str]) -> list[str]:
+    return [o for o in task_overrides if not o.startswith(_NOT_FORWARDED)]
+
+
+def slurm_rendezvous() -> dict | None:
+    """nnodes / node rank / endpoint of a multi-node SLURM allocation (None on one node)."""
+    nnodes = int(os.environ.get("SLURM_NNODES", os.environ.get("SLURM_JOB_NUM_NODES", "1")))
+    if nnodes <= 1:
+        return None
+    try:
+        import submitit
+
+        first = submitit.JobEnvironment().hostnames[0]
+    except Exception:  # noqa: BLE001 - not a submitit job: ask SLURM
+        out = subprocess.run(["scontrol", "show", "hostnames", os.environ["SLURM_JOB_NODELIST"]],
+                             capture_output=True, text=True, check=True)
+        first = out.stdout.split()[0]
+    return {"nnodes": nnodes, "node_rank": int(os.environ.get("SLURM_NODEID", "0")),
+            "endpoint": f"{first}:{os.environ.get('PREFEXP_RDZV_PORT', '29400')}",
+            "id": os.environ.get("SLURM_JOB_ID", "prefexp")}
+
+
+def torchrun_command(nproc: int, overrides: Sequence[str], run_dir: Path, config_name: str = "train",
+                     rendezvous: dict | None = None, capture_logs: bool = True) -> list[str]:
+    """The command line that starts ``nproc`` ranks of ``python -m prefexp.train`` in ``run_dir``.
+
+    capture_logs: torchrun keeps a copy of every rank's stdout/stderr under ``<run dir>/.launch``
+    (still shown on the console; what FAILED quotes). Off on a terminal, where the ranks then
+    inherit it and rank 0 shows the Trainer's live progress bar."""
+    cmd = [sys.executable, "-m", "torch.distributed.run", f"--nproc-per-node={nproc}"]
+    if rendezvous is None:
+        cmd.append("--standalone")  # c10d store on a free port: concurrent launches never clash
+    else:
+        cmd += [f"--nnodes={rendezvous['nnodes']}", f"--node-rank={rendezvous['node_rank']}", "--rdzv-backend=c10d",
+                f"--rdzv-endpoint={rendezvous['endpoint']}", f"--rdzv-id={rendezvous['id']}"]
+    if capture_logs:
+        cmd += [f"--log-dir={run_dir / '.launch'}", "--tee=3"]
+    cmd += ["-m", "prefexp.train"]
+    if config_name != "train":
+        cmd += ["--config-name", config_name]
+    # quoted: a sweep job's dir name holds '=' and ',' (hydra.job.override_dirname)
+    return cmd + forwarded_overrides(overrides) + [f"hydra.run.dir={hydra_quote(str(run_dir))}",
+                                                   "hydra.output_subdir=null"]
+
+
+def hydra_quote(value: str) -> str:
+    """A Hydra override value that is taken literally (commas, '=', spaces, brackets)."""
+    return "'" + value.replace("'", "\\'") + "'"
+
+
+def spawn_ranks(nproc: int, overrides: Sequence[str], run_dir: Path, config_name: str = "train",
+                env: dict[str, str] | None = None) -> None:
+    """Start the ranks (``env`` added to theirs) and wait; raises RuntimeError naming the rank logs
+    if any rank failed."""
+    cmd = torchrun_command(nproc, overrides, run_dir, config_name, slurm_rendezvous(),
+                           capture_logs=not sys.stderr.isatty())
+    log.info("launching %d rank(s) in %s: %s", nproc, run_dir, " ".join(cmd[1:]))
+    env = {**os.environ, **(env or {}), "PREFEXP_SPAWNED": "1"}  # the launching process evaluates, not rank 0
+    for key in ("RANK", "LOCAL_RANK", "WORLD_SIZE", "LOCAL_WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT"):
+        env.pop(key, None)
+    rc = subprocess.run(cmd, env=env).returncode
+    if rc != 0:
+        raise RuntimeError(f"{nproc} rank(s) exited with code {rc}; per-rank logs: {run_dir / '.launch'}\n"
+                           + rank_log_tail(run_dir))
+
+
+def rank_log_tail(run_dir: Path, lines: int = 40) -> str:
+    """The last lines of every rank's stderr captured by torchrun (empty if none)."""
+    parts = []
+    for path in sorted((run_dir / ".launch").rglob("stderr.log")):
+        text = path.read_text(errors="replace").splitlines()[-lines:]
+        if text:
+            parts.append(f"--- {path.relative_to(run_dir)}\n" + "\n".join(text))
+    return "\n".join(parts)

@@ -1,0 +1,43 @@
+"""One training job, stage by stage: validated settings in, a run directory of artifacts out.
+
+Each stage is a function in its own module with one typed hand-off to the next; the list below is
+the whole job (docs/architecture.md draws it with the data that flows between the stages).
+"""
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from ..config.validate import Settings
+from .checkpoint import save_final_checkpoint
+from .difficulty import score_difficulty
+from .examples import training_examples
+from .fit import fit
+from .load import load_data
+from .model_source import ModelSource
+from .planning import plan_training
+from .reference import reference_pass
+from .token_cleaning import clean_tokens
+from .tokens import tokenise
+from .trainer_setup import build_trainer
+
+log = logging.getLogger(__name__)
+
+
+def train(settings: Settings, resolved: dict, run_dir: Path) -> Path | None:
+    """Run the whole job; returns the final checkpoint dir (None for a dry run)."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    data = load_data(settings)                                   # rows -> pairs (+ K-response groups)
+    model = ModelSource(settings.config)                         # found (or built) on first use
+    margins = score_difficulty(settings, data, model)            # every margin metric the run needs
+    plan = plan_training(settings, data, margins, run_dir)       # route, weight, order: written once
+    if settings.config.dry_run:
+        log.info("dry_run=true: routing plan written to %s; no training", run_dir)
+        return None
+    tokens = tokenise(settings.config, data, model)              # prompt / response token ids
+    reference = reference_pass(settings, tokens, model)          # reference log-probs, cached on disk
+    masks = clean_tokens(settings.config, tokens, model, run_dir)  # token-cleaning masks (or none)
+    examples = training_examples(tokens, reference, masks, plan)  # one dict per example, plan order
+    trainer = build_trainer(settings, examples, model, run_dir)  # TrainingArguments, model, collator
+    fit(trainer, settings)                                       # resumes from the last checkpoint
+    return save_final_checkpoint(settings, trainer, model, resolved, run_dir)

@@ -1,0 +1,37 @@
+"""Stage 1, load: source rows -> validated preference pairs (and their K-response groups)."""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+
+from ..config.validate import Settings
+from ..data.records import PreferencePair, to_pairs
+from ..data.sources import describe, load_rows
+from ..engine.groups import has_groups, keep_contrastive_groups
+from ..difficulty.metrics import needed_metrics
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class PairData:
+    """The pairs the run trains on, in source order."""
+    pairs: list[PreferencePair]
+    use_groups: bool = False  # the loss reads all K responses of each prompt (pairs carry them)
+    summary: dict = field(default_factory=dict)  # what loading left out, for routing_summary.json
+
+
+def load_data(settings: Settings) -> PairData:
+    c, loss = settings.config, settings.loss
+    needs_rating = "rating" in needed_metrics(c, loss)
+    pairs = to_pairs(load_rows(c.dataset), describe(c.dataset), c.dataset.on_invalid, require_scores=needs_rating)
+    if not loss.needs_groups:
+        return PairData(pairs)
+    if not has_groups(pairs):
+        log.warning("loss needs K responses per prompt but the data has none: training on pairs as groups of 2")
+        return PairData(pairs)
+    # K responses per prompt; groups with no contrast (no positive or no negative) cannot train
+    kept, dropped = keep_contrastive_groups(pairs, c.dataset.group_positive, c.dataset.group_positive_min)
+    summary = {"groups": {"trained": len(kept), "left_out_without_contrast": dropped,
+                          "group_positive": c.dataset.group_positive}}
+    return PairData(kept, use_groups=True, summary=summary)

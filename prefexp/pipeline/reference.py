@@ -1,0 +1,42 @@
+"""Stage 5, reference pass: the reference model's summed response log-probs of every example,
+computed once (sharded over ranks) and cached on disk (``prefexp.engine.reference``)."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Optional
+
+from ..config.validate import Settings
+from ..difficulty.metrics import needed_metrics
+from ..engine.distributed import shared_reference_logps
+from ..engine.groups import group_reference_examples
+from .model_source import ModelSource
+from .tokens import TokenisedPairs
+
+
+@dataclass
+class ReferenceLogps:
+    pairs: dict[int, tuple[float, float]]  # index -> (chosen, rejected)
+    groups: Optional[dict[int, list[float]]] = None  # index -> one value per response of the group
+
+
+def reference_pass(settings: Settings, tokens: TokenisedPairs, model: ModelSource) -> Optional[ReferenceLogps]:
+    """None when neither the loss nor a margin metric reads the reference (reference-free losses)."""
+    c, loss = settings.config, settings.loss
+    if not (loss.needs_reference or "reference_logp" in needed_metrics(c, loss)):
+        return None
+
+    def score(items: list[dict]) -> dict:
+        return shared_reference_logps(model.load, model.path, items, tokens.pad_token_id,
+                                      c.trainer.reference_batch_size, Path(c.paths.cache_dir), c.trainer.precision)
+
+    pairs = score(tokens.examples)
+    groups = group_logps(tokens.examples, score) if tokens.has_groups and loss.needs_reference else None
+    return ReferenceLogps(pairs, groups)
+
+
+def group_logps(examples: list[dict], score: Callable[[list[dict]], dict]) -> dict[int, list[float]]:
+    """The reference log-prob of each of an example's K responses (scored as pseudo pairs)."""
+    width = max(len(e["group_ids"]) for e in examples)
+    values = score(group_reference_examples(examples, width))
+    return {e["index"]: [values[e["index"] * width + k][0] for k in range(len(e["group_ids"]))] for e in examples}
