@@ -11,7 +11,13 @@ It speaks enough of the chat-completions API for everything the evaluation stage
 * ``GET /v1/models`` and ``POST /v1/completions``.
 
 Faults are injected per request, in order: ``fail_next(n, status)`` answers the next n POSTs
-with that HTTP status; ``hang_next(n, seconds)`` delays them past a client's time-out.
+with that HTTP status; ``hang_next(n, seconds)`` delays them past a client's time-out. Standing
+faults: ``fail_always(status)`` (every POST), ``drop_logprobs_every(n)`` (every n-th logprob
+request is answered without logprobs; n=1: a judge that never returns them),
+``garbage_every(n)`` (every n-th judge request gets an answer with no usable verdict: no
+``[[rating]]`` for MT-Bench, top tokens other than m/M for AlpacaEval), ``delay_s`` (each
+judge answer takes that long). ``item_counts(kind)`` counts the requests per judged item (the
+AlpacaEval instruction, or the MT-Bench judge prompt), so tests can see what was paid twice.
 Use as a context manager; ``url`` is the base URL (``http://127.0.0.1:<port>/v1``).
 Run standalone (``python fake_openai.py --port N``) to stand in for a vLLM server process.
 """
@@ -28,6 +34,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Callable, Optional
 
 MODEL_ID = "fake-model"
+_INSTRUCTION_RE = re.compile(r'"instruction": """(.*?)"""', re.S)
 _OUTPUT_RE = {tok: re.compile(r'"model_identifier": "%s",\s*"output": """(.*?)"""\s*}' % tok, re.S)
               for tok in ("m", "M")}
 
@@ -45,6 +52,11 @@ class FakeOpenAI:
         self.rate = rate or self._default_rate
         self.requests: list[dict] = []     # {"path", "body", "auth"} per request, in arrival order
         self._faults: deque = deque()
+        self.always_status: Optional[int] = None
+        self.logprobs_drop_every: Optional[int] = None
+        self.garbage_every_n: Optional[int] = None
+        self.delay_s = 0.0
+        self._counts = {"alpaca": 0, "judge": 0}
         self._lock = threading.Lock()
         self._server = ThreadingHTTPServer(("127.0.0.1", port), self._handler_class())
         self._server.daemon_threads = True
@@ -64,8 +76,32 @@ class FakeOpenAI:
             self._faults.extend([("hang", seconds)] * n)
 
     def clear_faults(self) -> None:
+        """Back to a healthy judge (queued and standing faults off; the request log is kept)."""
         with self._lock:
             self._faults.clear()
+            self.always_status = self.logprobs_drop_every = self.garbage_every_n = None
+
+    def fail_always(self, status: int = 500) -> None:
+        self.always_status = status
+
+    def drop_logprobs_every(self, n: int) -> None:
+        self.logprobs_drop_every = n
+
+    def garbage_every(self, n: int) -> None:
+        self.garbage_every_n = n
+
+    def item_counts(self, kind: str) -> dict[str, int]:
+        """Requests per judged item of ``kind`` ("alpaca" or "judge"), answered or not."""
+        counts: dict[str, int] = {}
+        for r in self.posts():
+            if r.get("item_kind") == kind:
+                counts[r["item"]] = counts.get(r["item"], 0) + 1
+        return counts
+
+    def _nth(self, kind: str) -> int:
+        with self._lock:
+            self._counts[kind] += 1
+            return self._counts[kind]
 
     def posts(self, kind: str = "") -> list[dict]:
         """Recorded POST bodies; kind in {"", "judge", "alpaca", "generate"} filters them."""
@@ -105,12 +141,20 @@ class FakeOpenAI:
         user = next((m["content"] for m in reversed(messages) if m["role"] == "user"), "")
         everything = " ".join(str(m.get("content", "")) for m in messages)
         if body.get("logprobs"):
+            n = self._nth("alpaca")
             win = _alpaca_winner(user)
             lose = "M" if win == "m" else "m"
+            if self.garbage_every_n and n % self.garbage_every_n == 0:
+                win, lose = "Both", "Neither"  # logprobs, but no verdict token
             top = [{"token": win, "logprob": math.log(0.9), "bytes": list(win.encode())},
                    {"token": lose, "logprob": math.log(0.1), "bytes": list(lose.encode())}]
+            if self.logprobs_drop_every and n % self.logprobs_drop_every == 0:
+                return "alpaca", win, None
             return "alpaca", win, {"content": [{**top[0], "top_logprobs": top}]}
         if "[[rating]]" in everything:
+            n = self._nth("judge")
+            if self.garbage_every_n and n % self.garbage_every_n == 0:
+                return "judge", "Both answers have merits; I cannot decide.", None
             return "judge", self.rate(user), None
         words = f"fake answer to: {user[:40]}".split()
         return "generate", " ".join(words[: max(1, int(body.get("max_tokens") or 64))]), None
@@ -144,6 +188,8 @@ class FakeOpenAI:
             def do_POST(self):
                 body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))) or b"{}")
                 fault = fake._take_fault()
+                if fault is None and fake.always_status is not None:
+                    fault = ("status", fake.always_status)
                 if fault and fault[0] == "status":
                     fake._record(self, body, "fault")
                     kind = "rate_limit_error" if fault[1] == 429 else "server_error"
@@ -153,6 +199,8 @@ class FakeOpenAI:
                     time.sleep(fault[1])
                     return self._send(200, {"error": "too late"})
                 if self.path.endswith("/chat/completions"):
+                    if fake.delay_s:
+                        time.sleep(fake.delay_s)
                     kind, content, logprobs = fake.answer_chat(body)
                     fake._record(self, body, kind)
                     choice = {"index": 0, "message": {"role": "assistant", "content": content},
@@ -171,17 +219,41 @@ class FakeOpenAI:
         return Handler
 
     def _record(self, handler, body: dict, kind: str) -> None:
+        messages = body.get("messages", [])
+        user = next((m["content"] for m in reversed(messages) if m.get("role") == "user"), "")
+        if body.get("logprobs"):
+            found = _INSTRUCTION_RE.search(user)
+            item_kind, item = "alpaca", (found.group(1) if found else user)
+        elif "[[rating]]" in " ".join(str(m.get("content", "")) for m in messages):
+            item_kind, item = "judge", user
+        else:
+            item_kind, item = None, None
         with self._lock:
             self.requests.append({"method": "POST", "path": handler.path, "body": body, "kind": kind,
-                                  "auth": handler.headers.get("Authorization")})
+                                  "auth": handler.headers.get("Authorization"), "item_kind": item_kind,
+                                  "item": item})
 
 
 def main() -> None:
     """Serve until killed (stands in for ``python -m vllm.entrypoints.openai.api_server``)."""
     parser = argparse.ArgumentParser()
     parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--delay-s", type=float, default=0.0)
+    parser.add_argument("--log", default=None, help="append one JSON line per judge request (item_kind, item)")
     args, _ = parser.parse_known_args()
     server = FakeOpenAI(port=args.port)
+    server.delay_s = args.delay_s
+    if args.log:
+        original = server._record
+        log_file = open(args.log, "a", buffering=1)
+
+        def record_and_log(handler, body, kind):
+            original(handler, body, kind)
+            row = server.requests[-1]
+            if row["item_kind"]:
+                log_file.write(json.dumps({"item_kind": row["item_kind"], "item": row["item"]}) + "\n")
+
+        server._record = record_and_log
     server._server.serve_forever()
 
 
