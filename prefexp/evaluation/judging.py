@@ -56,13 +56,30 @@ def ask_all(jobs: Sequence[Any], ask_one: Callable[[Any], Any], concurrency: int
     answers in completion order. A ``JudgeSetupError`` is re-raised after in-flight calls end."""
     answers: list[Any] = []
     failures: list[Failure] = []
-    stop = threading.Event()
+    stop = threading.Event()  # set by the worker that fails, so no queued job starts after it
     stop_reason: list[str] = []
+    lock = threading.Lock()
+
+    def halt(reason: str) -> None:
+        with lock:
+            if not stop.is_set():
+                stop_reason.append(reason)
+                stop.set()
 
     def guarded(job):
         if stop.is_set():
             raise ItemFailed(f"not asked: {stop_reason[0]}")
-        return ask_one(job)
+        try:
+            return ask_one(job)
+        except JudgeSetupError as err:
+            halt(str(err))
+            raise
+        except ItemFailed:
+            raise
+        except JudgeError as err:
+            halt("the judge failed earlier in this run")
+            log.error("%s; not asking for the remaining %ss", str(err).splitlines()[0], what)
+            raise
 
     setup_error: list[BaseException] = []
     with ThreadPoolExecutor(max_workers=max(1, concurrency)) as pool:
@@ -74,18 +91,10 @@ def ask_all(jobs: Sequence[Any], ask_one: Callable[[Any], Any], concurrency: int
             except ItemFailed as err:
                 failures.append(Failure(job, str(err)))
             except JudgeSetupError as err:
-                if not stop.is_set():
-                    stop_reason.append(str(err))
-                    stop.set()
                 setup_error.append(err)
                 failures.append(Failure(job, str(err)))
             except JudgeError as err:
-                first_line = str(err).splitlines()[0]
-                if not stop.is_set():
-                    stop_reason.append("the judge failed earlier in this run")
-                    stop.set()
-                    log.error("%s; not asking for the remaining %ss", first_line, what)
-                failures.append(Failure(job, f"judge error: {first_line}"))
+                failures.append(Failure(job, f"judge error: {str(err).splitlines()[0]}"))
     if setup_error:
         raise setup_error[0]
     return answers, failures
