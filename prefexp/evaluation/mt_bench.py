@@ -195,6 +195,7 @@ def run(cfg: MTBenchConfig, source: Source, out_dir: Path) -> dict:
         "metrics": metrics,
         "model_name": model_id,
         "n_items": len(questions),
+        "n_judgments_expected": 2 * len(questions),  # two turns each
         "subset": subset,
         "failed_items": [{**f.job, "reason": f.reason} for f in failures],
         "data": data.describe(),

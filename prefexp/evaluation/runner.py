@@ -56,7 +56,7 @@ def evaluate(cfg: EvaluateConfig) -> dict:
         failed = res.get("failed_items") or []
         if failed:
             reasons = reason_counts([f["reason"] for f in failed])
-            raise IncompleteJudging(len(failed), res["n_items"], path, reasons)
+            raise IncompleteJudging(len(failed), res.get("n_judgments_expected", res["n_items"]), path, reasons)
         return res
     finally:
         logging.getLogger().removeHandler(handler)

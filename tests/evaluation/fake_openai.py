@@ -1,8 +1,9 @@
 """A real OpenAI-compatible HTTP server on 127.0.0.1 for tests (stdlib ThreadingHTTPServer).
 
 It speaks enough of the chat-completions API for everything the evaluation stage calls:
-* AlpacaEval's weighted annotator (``logprobs`` + ``top_logprobs`` asked): it reads the two
-  outputs (``m`` and ``M``) out of alpaca_eval's prompt and prefers the one containing
+* AlpacaEval's weighted annotator (``logprobs`` + ``top_logprobs`` asked): it replays
+  ``replay_logprobs[instruction]`` when given (a real judge's stored top logprobs), else reads
+  the two outputs (``m`` and ``M``) out of alpaca_eval's prompt and prefers the one containing
   ``[GOOD]``, else the longer one, answering with ``choices[0].logprobs.content[0].top_logprobs``
   (the shape alpaca_eval's ``logprob_parser`` reads; docs/packages.md §4);
 * MT-Bench judging (``[[rating]]`` in the prompt): ``rate(user_prompt) -> judgment text``,
@@ -34,7 +35,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Callable, Optional
 
 MODEL_ID = "fake-model"
-_INSTRUCTION_RE = re.compile(r'"instruction": """(.*?)"""', re.S)
+# anchored on what follows it: an instruction may itself end with a quote
+_INSTRUCTION_RE = re.compile(r'"instruction": """(.*?)""",\s*\}\s*## Model Outputs', re.S)
 _OUTPUT_RE = {tok: re.compile(r'"model_identifier": "%s",\s*"output": """(.*?)"""\s*}' % tok, re.S)
               for tok in ("m", "M")}
 
@@ -49,6 +51,7 @@ class FakeOpenAI:
     def __init__(self, rate: Optional[Callable[[str], str]] = None, replay: Optional[dict] = None,
                  port: int = 0):
         self.replay = dict(replay or {})
+        self.replay_logprobs: dict[str, list[dict]] = {}  # AlpacaEval instruction -> top_logprobs to answer
         self.rate = rate or self._default_rate
         self.requests: list[dict] = []     # {"path", "body", "auth"} per request, in arrival order
         self._faults: deque = deque()
@@ -148,6 +151,10 @@ class FakeOpenAI:
                 win, lose = "Both", "Neither"  # logprobs, but no verdict token
             top = [{"token": win, "logprob": math.log(0.9), "bytes": list(win.encode())},
                    {"token": lose, "logprob": math.log(0.1), "bytes": list(lose.encode())}]
+            found = _INSTRUCTION_RE.search(user)
+            if found and found.group(1) in self.replay_logprobs:  # a real judge's answer, replayed
+                top = [{**t, "bytes": list(t["token"].encode())} for t in self.replay_logprobs[found.group(1)]]
+                win = top[0]["token"]
             if self.logprobs_drop_every and n % self.logprobs_drop_every == 0:
                 return "alpaca", win, None
             return "alpaca", win, {"content": [{**top[0], "top_logprobs": top}]}

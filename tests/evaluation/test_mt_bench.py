@@ -90,7 +90,7 @@ def test_unparseable_reasked_then_failed_then_rerun(tiny_run, fake_judge, judge_
     args = _overrides(tiny_run, fake_judge.url, judge_key) + ["eval.judge.reparse_retries=1"]
     with pytest.raises(IncompleteJudging) as err:
         evaluate(settings(args))
-    assert err.value.n_failed == 2 and err.value.n_items == 2
+    assert err.value.n_failed == 2 and err.value.n_items == 4
     assert "no [[rating]] after 2 answer(s)" in str(err.value)
     out = tiny_run / "eval" / "mt_bench"
     saved = json.loads((out / "results.json").read_text())
@@ -126,7 +126,7 @@ def test_http_failures_retried_then_rest_resumed(tiny_run, fake_judge, judge_key
     (tiny_run / "eval" / "mt_bench" / "model_judgment" / "fake-judge_single.jsonl").unlink()
     fake_judge.requests.clear()
     fake_judge.rate = _fail_after(fake_judge, 2)
-    with pytest.raises(IncompleteJudging, match="2 of 2 judgment") as err:
+    with pytest.raises(IncompleteJudging, match="2 of 4 judgment") as err:
         evaluate(settings(base + ["eval.judge.max_retries=1"]))
     assert err.value.n_failed == 2
     kept = read_jsonl(tiny_run / "eval" / "mt_bench" / "model_judgment" / "fake-judge_single.jsonl")
