@@ -245,22 +245,8 @@ def main() -> None:
     """Serve until killed (stands in for ``python -m vllm.entrypoints.openai.api_server``)."""
     parser = argparse.ArgumentParser()
     parser.add_argument("--port", type=int, required=True)
-    parser.add_argument("--delay-s", type=float, default=0.0)
-    parser.add_argument("--log", default=None, help="append one JSON line per judge request (item_kind, item)")
     args, _ = parser.parse_known_args()
     server = FakeOpenAI(port=args.port)
-    server.delay_s = args.delay_s
-    if args.log:
-        original = server._record
-        log_file = open(args.log, "a", buffering=1)
-
-        def record_and_log(handler, body, kind):
-            original(handler, body, kind)
-            row = server.requests[-1]
-            if row["item_kind"]:
-                log_file.write(json.dumps({"item_kind": row["item_kind"], "item": row["item"]}) + "\n")
-
-        server._record = record_and_log
     server._server.serve_forever()
 
 
