@@ -36,7 +36,10 @@ log = logging.getLogger(__name__)
 NO_LOGPROBS_SETUP_LIMIT = 2  # answers without logprobs, none with: the judge never returns them
 # What alpaca_eval's logprob parser reads as "no preference" (NaN) without raising.
 PLACEHOLDER = {"text": " ", "logprobs": {"content": [{"top_logprobs": []}]}, "total_tokens": 0}
-SENT_KWARGS = ("max_tokens", "temperature", "top_p", "logprobs", "top_logprobs")
+# completions_kwargs that steer alpaca_eval's own openai helper, not the request
+HELPER_KWARGS = {"client_config_path", "num_procs", "requires_chatml", "is_chat", "batch_size",
+                 "price_per_token", "tokens_to_favor", "tokens_to_avoid", "is_skip_multi_tokens_to_avoid",
+                 "is_strip", "sleep_time", "n_retries", "client_kwargs"}
 
 
 def request_key(judge_model: str, params: dict, messages: list[dict]) -> str:
@@ -47,6 +50,16 @@ def request_key(judge_model: str, params: dict, messages: list[dict]) -> str:
 def _has_logprobs(choice: dict) -> bool:
     content = (choice.get("logprobs") or {}).get("content") or []
     return bool(content) and all(c.get("top_logprobs") for c in content)
+
+
+def _answer_text(message: dict) -> str:
+    """What alpaca_eval's openai helper parses: a tool call's or function call's arguments, else
+    the content (a space for an empty one)."""
+    if message.get("tool_calls"):
+        return message["tool_calls"][0]["function"]["arguments"]
+    if message.get("function_call"):
+        return message["function_call"]["arguments"]
+    return message.get("content") or " "
 
 
 def _preference_ok(values: Any) -> bool:
@@ -65,7 +78,8 @@ class PersistentCompletions:
         self.failed_path = out_dir / "judge_completions.failed.jsonl"
         self.final = {r["key"]: r for r in read_jsonl(self.ok_path) if r.get("status") == "ok"}
         self._ok, self._failed = JsonlAppender(self.ok_path), JsonlAppender(self.failed_path)
-        self.parse: Callable[[dict], Any] = lambda choice: [math.nan]  # set to the annotator's parser
+        self.parse: Callable[[Any], Any] = lambda completion: [math.nan]  # the annotator's parser
+        self.parse_whole_choice = True  # its completion_key: "completions_all" (choice) or text
         self.failed_prompts: dict[str, str] = {}  # prompt -> reason, this run
         self.n_requests = self.n_with_logprobs = self.n_without_logprobs = 0
         self._lock = threading.Lock()
@@ -95,7 +109,8 @@ class PersistentCompletions:
                 f"eval.annotator={self.cfg.annotator!r} reads the judge's logprobs, but judge "
                 f"{self.cfg.judge.model} at {self.cfg.judge.base_url} answered without them "
                 f"{self.n_without_logprobs} times and never with them: use a judge that returns "
-                "logprobs, or an annotator that parses text (e.g. eval.annotator=alpaca_eval_gpt4_turbo_fn)")
+                "logprobs, or an annotator that parses the answer's text (e.g. eval.annotator=alpaca_eval_gpt4, "
+                "AlpacaEval 1's; numbers are then not comparable to AE2's)")
         raise ItemFailed("no logprobs in the judge's answer")
 
     def _ask(self, job: tuple[str, str, list[dict], dict]) -> tuple[str, dict]:
@@ -104,12 +119,12 @@ class PersistentCompletions:
             self.n_requests += 1
         _, raw = self.client().chat(messages, **params)
         choice = dict(raw["choices"][0])
-        choice["text"] = (choice.get("message") or {}).get("content") or " "
+        choice["text"] = _answer_text(choice.get("message") or {})
         choice["total_tokens"] = (raw.get("usage") or {}).get("total_tokens", 0)
         row = {"key": key, "judge_model": self.cfg.judge.model, "choice": choice, "tstamp": time.time()}
         try:
             self._check_logprobs(choice, bool(params.get("logprobs")))
-            if not _preference_ok(self.parse(choice)):
+            if not _preference_ok(self.parse(choice if self.parse_whole_choice else choice["text"])):
                 tops = [t.get("token") for c in (choice.get("logprobs") or {}).get("content") or []
                         for t in c.get("top_logprobs") or []]
                 raise ItemFailed(f"no preference in the judge's answer: '{choice['text'][:40]}' "
@@ -123,8 +138,9 @@ class PersistentCompletions:
     def __call__(self, prompts: list[str], model_name: str, **kwargs) -> dict:
         from alpaca_eval.utils import prompt_to_chatml
 
-        params = {k: kwargs[k] for k in SENT_KWARGS if k in kwargs}
-        params.setdefault("top_p", 1.0)  # what alpaca_eval's openai helper sends
+        params = {k: v for k, v in kwargs.items() if k not in HELPER_KWARGS}
+        params.setdefault("top_p", 1.0)  # the defaults alpaca_eval's openai helper sends
+        params.setdefault("temperature", 0.7)
         choices: dict[str, dict] = {}
         jobs = []
         for prompt in prompts:
@@ -161,6 +177,7 @@ def annotate(cfg: AlpacaEvalConfig, annotator_config: Path, model_outputs: list[
     for single in annotator.annotators.values():
         single.fn_completions = completions
         completions.parse = single.fn_completion_parser
+        completions.parse_whole_choice = single.completion_key == "completions_all"
     keep = ("instruction", "output", "generator", "dataset")
     try:
         rows = annotator.annotate_head2head(

@@ -135,11 +135,14 @@ def _given_answers(path: Path, questions: list[dict], model_name) -> tuple[list[
     if missing:
         raise EvalConfigError(f"outputs={path}: no answer for questions {missing[:10]}"
                               f"{' ...' if len(missing) > 10 else ''}; give all, or set eval.limit")
-    for q in questions:
-        turns = by_id[int(q["question_id"])]["choices"][0].get("turns") if by_id[int(q["question_id"])]["choices"] else None
+    picked = [by_id[int(q["question_id"])] for q in questions]
+    for answer in picked:
+        choices = answer["choices"] if isinstance(answer["choices"], list) else []
+        turns = choices[0].get("turns") if choices and isinstance(choices[0], dict) else None
         if not (isinstance(turns, list) and len(turns) == 2 and all(isinstance(t, str) for t in turns)):
-            raise EvalConfigError(f"outputs={path}: question {q['question_id']} needs choices[0].turns = 2 answers")
-    return [by_id[int(q["question_id"])] for q in questions], name
+            raise EvalConfigError(f"outputs={path}: question {answer['question_id']} needs choices[0].turns "
+                                  "= 2 answers (FastChat's model_answer format)")
+    return picked, name
 
 
 def _given_judgments(path: Path, questions: list[dict], model_name) -> tuple[list[dict], str]:

@@ -34,13 +34,24 @@ def provenance() -> dict:
     """The prefexp version and commit that computed the numbers."""
     from importlib.metadata import PackageNotFoundError, version
 
-    from ..engine.artifacts import git_commit
-
     try:
         ver = version("prefexp")
     except PackageNotFoundError:
         ver = None
-    return {"prefexp_version": ver, "prefexp_commit": git_commit()}
+    return {"prefexp_version": ver, "prefexp_commit": _git_commit()}
+
+
+def _git_commit() -> Optional[str]:
+    # engine.artifacts.git_commit does the same, but importing it pulls in transformers and torch
+    # (seconds), which scoring an annotations file otherwise never needs.
+    import subprocess
+
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=Path(__file__).resolve().parent,
+                             capture_output=True, text=True, timeout=5)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return out.stdout.strip() or None
 
 
 def build(benchmark: str, bench_result: dict, source, limit: Optional[int]) -> dict:
