@@ -63,10 +63,10 @@ def _answer_text(message: dict) -> str:
 
 
 def _preference_ok(values: Any) -> bool:
-    try:
-        return all(v is not None and not (isinstance(v, float) and math.isnan(v)) for v in list(values))
-    except Exception:  # a parser that cannot read the answer: no preference
+    """True if every parsed value is a number or label (None, NaN or no list: no preference)."""
+    if not isinstance(values, (list, tuple)) or not values:
         return False
+    return all(v is not None and not (isinstance(v, float) and math.isnan(v)) for v in values)
 
 
 class PersistentCompletions:
@@ -124,7 +124,11 @@ class PersistentCompletions:
         row = {"key": key, "judge_model": self.cfg.judge.model, "choice": choice, "tstamp": time.time()}
         try:
             self._check_logprobs(choice, bool(params.get("logprobs")))
-            if not _preference_ok(self.parse(choice if self.parse_whole_choice else choice["text"])):
+            try:
+                values = self.parse(choice if self.parse_whole_choice else choice["text"])
+            except Exception:  # alpaca_eval's parsers raise on text they cannot read: no preference
+                values = None
+            if not _preference_ok(values):
                 tops = [t.get("token") for c in (choice.get("logprobs") or {}).get("content") or []
                         for t in c.get("top_logprobs") or []]
                 raise ItemFailed(f"no preference in the judge's answer: '{choice['text'][:40]}' "

@@ -80,8 +80,7 @@ class GivenFile:
 
     path: Path
     kind: str
-    run_dir: None = None
-    chat_template: None = None
+    run_dir: None = None  # no training run to attach W&B numbers to
 
     @property
     def output_root(self) -> Path:
