@@ -16,7 +16,7 @@ import logging
 from pathlib import Path
 from typing import Iterator, Optional
 
-from .config import GenerationConfig
+from .config import EvalConfigError, GenerationConfig
 from .gen_request import GREEDY_BELOW, Backend, GenRequest
 
 __all__ = ["GREEDY_BELOW", "Backend", "GenRequest", "HFBackend", "open_backend", "describe"]
@@ -55,8 +55,9 @@ class HFBackend:
         if chat_template is not None:
             self.tokenizer.chat_template = chat_template
         if not self.tokenizer.chat_template:
-            raise ValueError(f"{model_dir}: the tokenizer has no chat template and the manifest "
-                             "gives none; evaluation needs one to format chat prompts")
+            raise EvalConfigError(f"{model_dir}: the tokenizer has no chat template and none was given; "
+                                  "evaluation formats chat prompts with one: pass chat_template=<template "
+                                  "or file> (with hf_model=), or write it into the checkpoint's manifest")
         # Decoder-only models continue from the last position: pad on the left.
         self.tokenizer.padding_side = "left"
         self.tokenizer.truncation_side = "left"

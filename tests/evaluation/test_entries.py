@@ -180,4 +180,11 @@ def test_any_hf_model_folder(tmp_path, fake_judge, judge_key, monkeypatch):
     assert saved["checkpoint"] == {"kind": "model", "path": str(TINY_GPT2.resolve()), "chat_template_source":
                                    "chat_template=", "chat_template_sha256":
                                    hashlib.sha256(CHAT_TEMPLATE.encode()).hexdigest()[:16]}
-    assert saved["generation"]["max_new_tokens"] == 3 and res["wandb"] if "wandb" in res else True
+    assert saved["generation"]["max_new_tokens"] == 3 and "wandb" not in res  # wandb=false
+    # Without a template (tiny-gpt2's tokenizer has none): one clear error naming the key.
+    from prefexp.evaluation.config import EvalConfigError
+
+    with pytest.raises(EvalConfigError, match="no chat template .*chat_template=<template or file>"):
+        evaluate(settings([f"hf_model={TINY_GPT2}", "eval=mt_bench", "eval.limit=1", "output_dir=other",
+                           f"eval.data_dir={shared_path('mt_bench')}", f"eval.judge.base_url={fake_judge.url}",
+                           f"eval.judge.api_key_env={judge_key}", "eval.generation.device=cpu", "wandb=false"]))
