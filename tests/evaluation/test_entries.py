@@ -125,6 +125,7 @@ def test_public_command_prints_every_mt_bench_average(model, tmp_path):
             f"turn_2={float(want['turn2_mean']):.6f}") in proc.stdout
 
 
+@pytest.mark.slow  # 801 judge requests over HTTP: ~30 s on the shared 2 cores
 def test_alpaca_outputs_judged_by_replayed_judge_reproduce_leaderboard(tmp_path, fake_judge, judge_key):
     """outputs=: gpt-3.5-turbo-1106's 805 stored outputs, judged over HTTP; the fake judge answers
     each instruction with the real judge's stored top-5 logprobs. alpaca_eval's prompts, order
