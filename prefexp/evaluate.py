@@ -1,19 +1,25 @@
-"""Entry point: ``python -m prefexp.evaluate checkpoint=<run or checkpoint dir> eval=<benchmark>``.
+"""Entry point: ``python -m prefexp.evaluate <entry>=<path> eval=<benchmark>``.
 
-Composes ``conf/evaluate.yaml`` (benchmarks: ``conf/eval/{alpaca_eval,mt_bench,sandbox}.yaml``),
-turns it into typed dataclasses once (``prefexp.evaluation.config``), validates them, and hands
-them to ``prefexp.evaluation.runner``. Only this module touches the DictConfig.
+Entries (exactly one): ``checkpoint=`` a prefexp run dir, ``hf_model=`` any HF model folder or hub
+id, ``outputs=`` an AlpacaEval outputs / MT-Bench answers file, ``annotations=`` AlpacaEval
+annotations / MT-Bench judgments (see docs/evaluation.md). This module only composes the config,
+turns it into typed dataclasses once (``prefexp.evaluation.config``) and hands them to
+``prefexp.evaluation.runner``, which picks the entry (``sources``) and runs the benchmark.
 
-Exit codes: 0 done, 2 config error (every problem listed), 3 judge unreachable or failing.
+Exit codes: 0 done; 2 bad input (one ``error:`` line per problem, naming the key or file);
+3 the judge is unreachable or failing, or some judgments failed (results.json holds the rest;
+re-running the same command asks only for the failed ones).
 """
 from __future__ import annotations
 
+import shlex
 import sys
 from pathlib import Path
 
 import hydra
 from omegaconf import DictConfig, OmegaConf
 
+from .errors import InputError
 from .evaluation.config import EvalConfigError, EvaluateConfig, register_schemas
 
 CONFIG_DIR = Path(__file__).resolve().parents[1] / "conf"
@@ -22,9 +28,6 @@ register_schemas()
 
 def to_settings(cfg: DictConfig) -> EvaluateConfig:
     """The composed config as dataclasses; a missing mandatory value becomes one clear error."""
-    if OmegaConf.is_missing(cfg, "checkpoint"):
-        raise EvalConfigError("checkpoint is not set: python -m prefexp.evaluate "
-                              "checkpoint=<run dir or checkpoint dir> eval=<alpaca_eval|mt_bench|sandbox>")
     missing = sorted(f"eval.{k}" for k in OmegaConf.missing_keys(cfg.eval))
     if missing:
         raise EvalConfigError(f"mandatory keys not set: {missing}")
@@ -33,22 +36,30 @@ def to_settings(cfg: DictConfig) -> EvaluateConfig:
     return settings
 
 
+def rerun_command() -> str:
+    return " ".join(["python -m prefexp.evaluate", *map(shlex.quote, sys.argv[1:])])
+
+
 @hydra.main(config_path=str(CONFIG_DIR), config_name="evaluate", version_base="1.3")
 def main(cfg: DictConfig) -> None:
     import logging
 
     from .evaluation.judge_client import JudgeError
+    from .evaluation.judging import IncompleteJudging
     from .evaluation.runner import evaluate
 
     try:
         settings = to_settings(cfg)
         logging.getLogger().setLevel(settings.log_level)
         evaluate(settings)
-    except EvalConfigError as exc:
+    except InputError as exc:
         print(f"error: {exc}", file=sys.stderr)
         sys.exit(2)
+    except IncompleteJudging as exc:
+        print(f"error: {exc}\nrerun: {rerun_command()}", file=sys.stderr)
+        sys.exit(3)
     except JudgeError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {exc}\nrerun (judgments received so far are kept): {rerun_command()}", file=sys.stderr)
         sys.exit(3)
 
 

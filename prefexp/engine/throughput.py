@@ -5,6 +5,11 @@ The Trainer counts the tokens itself once ``include_num_input_tokens_seen="non_p
 count into a rate over each logging window and adds ``throughput/tokens_per_second`` (plus the
 ETA of the run, ``throughput/eta_s``) to the logs, so metrics.jsonl, the console bar on a terminal
 and W&B all see it. Off a terminal the Trainer's own progress bar is off and nothing is printed.
+
+W&B gets one history row per logging step: the rate is computed at ``on_step_end`` of a step
+that will log (``control.should_log``, set by the DefaultFlowCallback that runs first) and staged
+with ``commit=False``, so the WandbCallback's own ``log`` of that step commits it in the same
+row. (Logging it from ``on_log``, after the WandbCallback, made a second row per step.)
 """
 from __future__ import annotations
 
@@ -19,6 +24,7 @@ class ThroughputCallback(TrainerCallback):
         self._tokens0 = 0
         self._step0 = 0
         self._start: float | None = None
+        self._pending: dict[str, float] = {}
 
     def on_train_begin(self, args, state, control, **kwargs):
         # read by Trainer._track_num_input_tokens at every step; "all" would count padding too
@@ -28,28 +34,32 @@ class ThroughputCallback(TrainerCallback):
         self._tokens0 = state.num_input_tokens_seen
         self._step0 = state.global_step
 
-    def on_log(self, args, state, control, logs=None, **kwargs):
-        if logs is None or "loss" not in logs or self._t0 is None:
+    def on_step_end(self, args, state, control, **kwargs):
+        if not control.should_log or self._t0 is None:
             return
         now = time.perf_counter()
         elapsed = max(now - self._t0, 1e-9)
         tokens = state.num_input_tokens_seen - self._tokens0
         steps = state.global_step - self._step0
-        logs["throughput/tokens_per_second"] = tokens / elapsed
+        self._pending = {"throughput/tokens_per_second": tokens / elapsed}
         if steps > 0 and state.max_steps > 0:
-            logs["throughput/eta_s"] = (state.max_steps - state.global_step) * elapsed / steps
+            self._pending["throughput/eta_s"] = (state.max_steps - state.global_step) * elapsed / steps
         self._t0, self._tokens0, self._step0 = now, state.num_input_tokens_seen, state.global_step
         if state.is_world_process_zero:
-            _log_to_wandb(logs, state.global_step)
+            _stage_for_wandb(self._pending)
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        # the same numbers into the log dict, for metrics.jsonl and the console
+        if logs is not None and "loss" in logs and self._pending:
+            logs.update(self._pending)
+            self._pending = {}
 
 
-def _log_to_wandb(logs: dict, step: int) -> None:
-    """The WandbCallback ran before this one for this log; send the throughput keys ourselves."""
+def _stage_for_wandb(values: dict) -> None:
+    """Stage the keys in the W&B row the WandbCallback is about to commit for this step."""
     import sys
 
     wandb = sys.modules.get("wandb")
     if wandb is None or getattr(wandb, "run", None) is None:
         return
-    keys = {f"train/{k}": v for k, v in logs.items() if k.startswith("throughput/")}
-    if keys:
-        wandb.run.log({**keys, "train/global_step": step})
+    wandb.run.log({f"train/{k}": v for k, v in values.items()}, commit=False)

@@ -8,29 +8,35 @@ How alpaca_eval is kept inside the eval dir and away from the key (alpaca_eval 0
 * that client config names ``EnvKeyOpenAI``, an ``openai.OpenAI`` that reads the key from the
   environment variable named by ``eval.judge.api_key_env``: the file holds the variable's
   name, never the key;
-* ``caching_path`` = ``annotations_cache.json`` (saved after every ``eval.chunksize``
-  annotations, so a re-run resumes), ``output_path`` = ``alpaca_eval/``,
-  ``precomputed_leaderboard=None`` and no GLM weights are saved (they default to site-packages).
+* the judging itself (prompts, persistence, failures) is ``alpaca_judging``; the metrics are
+  alpaca_eval's ``get_winrate`` on the annotations (and its LC GLM, when ``df_gamed.csv`` is
+  available); no GLM weights are saved (they default to site-packages).
+
+Entries (``sources``): a model (checkpoint or HF) is generated for, then judged; an outputs file is
+judged; an annotations file is only scored.
 """
 from __future__ import annotations
 
 import logging
 from pathlib import Path
+from typing import Optional
 
 import openai
 import yaml
 
+from . import subsets
 from .alpaca_data import find_df_gamed, load_reference, offline_hub, stage_df_gamed
-from .config import AlpacaEvalConfig
+from .alpaca_judging import annotate
+from .config import AlpacaEvalConfig, EvalConfigError
 from .generation import GenRequest, describe, open_backend
-from .judge_client import JudgeError, JudgeUnreachable, api_key, check_reachable
-from .manifest import Checkpoint
-from .store import generation_meta, read_json, reusable, save_outputs
+from .given_files import check_preferences, read_given
+from .judge_client import api_key, check_reachable
+from .sources import Source
+from .store import generation_meta, read_json, reusable, save_outputs, write_json
 
 log = logging.getLogger(__name__)
 FULL_SET = 805
-METRIC_KEYS = ("win_rate", "standard_error", "n_wins", "n_wins_base", "n_draws", "n_total",
-               "discrete_win_rate", "avg_length")
+PROMPT_VERSION = "alpaca_eval {version} evaluators_configs/{annotator}"
 
 
 class EnvKeyOpenAI(openai.OpenAI):
@@ -71,7 +77,7 @@ def write_annotator_config(cfg: AlpacaEvalConfig, out_dir: Path) -> Path:
     return path
 
 
-def generate_outputs(cfg: AlpacaEvalConfig, ckpt: Checkpoint, rows: list[dict], name: str,
+def generate_outputs(cfg: AlpacaEvalConfig, ckpt: Source, rows: list[dict], name: str,
                      out_dir: Path) -> list[dict]:
     """``model_outputs.json`` in AlpacaEval's format, reusing saved answers when possible."""
     path = out_dir / "model_outputs.json"
@@ -91,86 +97,130 @@ def generate_outputs(cfg: AlpacaEvalConfig, ckpt: Checkpoint, rows: list[dict], 
     return [saved[r["instruction"]] for r in rows]
 
 
-def length_controlled(cfg: AlpacaEvalConfig, annotations, rows: list[dict], out_dir: Path) -> dict:
-    """LC win rate from alpaca_eval's GLM, or null with the reason when it cannot be exact."""
+def length_controlled(cfg: AlpacaEvalConfig, annotations: list[dict], full_rows: list[dict],
+                      out_dir: Path, subset: Optional[dict]) -> dict:
+    """LC win rate from alpaca_eval's GLM, or null with the reason when its inputs are missing.
+    The GLM reads each instruction's difficulty by the frame's index, so the index is set to the
+    instruction's position in the full 805 set (a sample or a missing item stays aligned)."""
     none = {"length_controlled_winrate": None, "lc_standard_error": None}
-    # The GLM looks up each instruction's difficulty by the annotation's row position, so the
-    # annotations must be the eval set's first N instructions, in order, none missing.
-    if [a["instruction"] for a in annotations] != [r["instruction"] for r in rows]:
-        return {**none, "length_controlled_note": "not computed: annotations do not cover the first "
-                f"{len(rows)} instructions in order (missing judgments), so difficulties would be misaligned"}
-    found, source = find_df_gamed(cfg.data_dir, out_dir / "cache" / "hf_hub")
+    found, source = find_df_gamed(cfg.lc_df_gamed, cfg.data_dir, out_dir / "cache" / "hf_hub")
     if found is None:
         return {**none, "length_controlled_note": f"not computed: {source}"}
+    if not annotations:
+        return {**none, "length_controlled_note": "not computed: no annotations"}
     import alpaca_eval.constants as ae_constants
     import pandas as pd
     from alpaca_eval.metrics.glm_winrate import get_length_controlled_winrate
 
+    position = {r["instruction"]: i for i, r in enumerate(full_rows)}
+    frame = pd.DataFrame(annotations).drop(columns=["index"], errors="ignore")
+    frame.index = [position[a["instruction"]] for a in annotations]
     lc_cache = stage_df_gamed(found, out_dir / "cache" / "lc_hub")
     old = ae_constants.DEFAULT_CACHE_DIR
     ae_constants.DEFAULT_CACHE_DIR = str(lc_cache)  # read at call time by _get_featurized_data
     try:
         with offline_hub():
-            m = get_length_controlled_winrate(pd.DataFrame(annotations).reset_index(drop=True),
-                                              glm_name=cfg.lc_glm, save_weights_dir=None)
+            m = get_length_controlled_winrate(frame, glm_name=cfg.lc_glm, save_weights_dir=None)
     finally:
         ae_constants.DEFAULT_CACHE_DIR = old
     note = f"{cfg.lc_glm} with df_gamed.csv from {source}"
-    if len(rows) < FULL_SET:
-        note += f"; on {len(rows)} of {FULL_SET} instructions, so not comparable to published LC numbers"
+    if subset is not None or len(annotations) < len(full_rows):
+        note += (f"; on {len(annotations)} of {len(full_rows)} instructions, so not comparable to "
+                 "published LC numbers")
     return {"length_controlled_winrate": float(m["length_controlled_winrate"]),
             "lc_standard_error": float(m["lc_standard_error"]), "length_controlled_note": note}
 
 
-def annotate(cfg: AlpacaEvalConfig, outputs: list[dict], rows: list[dict], name: str, out_dir: Path):
-    """alpaca_eval's ``evaluate`` (win rate only: LC is computed apart, see ``length_controlled``).
-    A judge failure surfaces as ``JudgeError`` naming the endpoint; finished chunks stay cached."""
-    from alpaca_eval import evaluate
+def win_rate_metrics(annotations: list[dict], outputs: list[str]) -> dict:
+    """alpaca_eval's ``get_winrate`` (what its leaderboard reports) plus avg_length (characters)."""
+    from alpaca_eval.metrics import get_winrate
 
-    keep = ("instruction", "output", "generator", "dataset")
-    cache = out_dir / "annotations_cache.json"
-    try:
-        return evaluate(
-            model_outputs=[{k: o.get(k) for k in keep} for o in outputs],
-            reference_outputs=[{k: r.get(k) for k in keep} for r in rows],
-            annotators_config=str(write_annotator_config(cfg, out_dir)), name=name,
-            output_path=str(out_dir / "alpaca_eval"), precomputed_leaderboard=None,
-            is_overwrite_leaderboard=True, is_return_instead_of_print=True, is_cache_leaderboard=False,
-            fn_metric="get_winrate", sort_by="win_rate", caching_path=str(cache),
-            annotation_kwargs={"chunksize": cfg.chunksize})
-    except openai.APIError as err:
-        kind = JudgeUnreachable if type(err) is openai.APIConnectionError else JudgeError
-        raise kind(f"judge endpoint {cfg.judge.base_url} (model {cfg.judge.model}): {type(err).__name__}: "
-                   f"{err}\nannotations received so far are kept in {cache}; a re-run resumes from them") from err
+    m = {k: _plain(v) for k, v in get_winrate(annotations).items()} if annotations else {"win_rate": None}
+    m["avg_length"] = int(sum(map(len, outputs)) / len(outputs)) if outputs else None
+    return m
 
 
 def _plain(value):
     return value.item() if hasattr(value, "item") else value
 
 
-def run(cfg: AlpacaEvalConfig, ckpt: Checkpoint, out_dir: Path) -> dict:
-    check_reachable(cfg.judge.base_url, cfg.judge.connect_timeout_s)  # fail before generating
-    api_key(cfg.judge.api_key_env)
-    name = cfg.model_name or ckpt.default_model_name()
+def _given_outputs(path: Path, rows: list[dict], model_name: Optional[str]) -> tuple[list[dict], str]:
+    given, name = read_given(path, "alpaca_outputs", model_name)
+    by_instruction = {g["instruction"]: g for g in given}
+    missing = [r["instruction"] for r in rows if r["instruction"] not in by_instruction]
+    if missing:
+        raise EvalConfigError(f"outputs={path}: no output for {len(missing)} of the {len(rows)} instructions "
+                              f"evaluated (first: {missing[0][:60]!r}); give all, or set eval.limit")
+    return [{**by_instruction[r["instruction"]], "generator": name, "dataset": r.get("dataset")}
+            for r in rows], name
+
+
+def _given_annotations(path: Path, rows: list[dict], model_name: Optional[str]) -> tuple[list[dict], str]:
+    given, name = read_given(path, "alpaca_annotations", model_name)
+    check_preferences(path, given)
+    by_instruction = {a["instruction"]: a for a in given}
+    missing = [r["instruction"] for r in rows if r["instruction"] not in by_instruction]
+    if missing:
+        raise EvalConfigError(f"annotations={path}: no annotation for {len(missing)} of the {len(rows)} "
+                              f"instructions evaluated (first: {missing[0][:60]!r}); check eval.reference")
+    return [by_instruction[r["instruction"]] for r in rows], name
+
+
+def _judge_record(cfg: AlpacaEvalConfig) -> dict:
+    import alpaca_eval
+
+    return {"base_url": cfg.judge.base_url, "model": cfg.judge.model, "annotator": cfg.annotator,
+            "prompt_version": PROMPT_VERSION.format(version=alpaca_eval.__version__, annotator=cfg.annotator)}
+
+
+def run(cfg: AlpacaEvalConfig, source: Source, out_dir: Path) -> dict:
     with offline_hub(cfg.data_dir is not None):  # local data: alpaca_eval must not reach the hub
         ref = load_reference(cfg.reference, cfg.data_dir, out_dir / "cache" / "hf_hub")
-        rows = ref.rows[: cfg.limit] if cfg.limit is not None else ref.rows
-        outputs = generate_outputs(cfg, ckpt, rows, name, out_dir)
-        leaderboard, annotations = annotate(cfg, outputs, rows, name, out_dir)
-    metrics = {k: _plain(leaderboard.loc[name, k]) for k in METRIC_KEYS if k in leaderboard.columns}
-    n_missing = len(rows) - len(annotations)
-    metrics.update(length_controlled(cfg, annotations, rows, out_dir))
+    category = lambda r: r.get("dataset") or "all"  # noqa: E731
+    rows = subsets.stratified_sample(ref.rows, category, cfg.limit, cfg.limit_seed)
+    subset = subsets.describe(rows, category, len(ref.rows), cfg.limit_seed, "instructions")
+    failures, n_requests = [], 0
+    if source.kind == "annotations":
+        annotations, name = _given_annotations(source.path, rows, cfg.model_name)
+        outputs = [a["output_2"] for a in annotations if isinstance(a.get("output_2"), str)]
+        judge, files = {"annotations": str(source.path)}, {}
+    else:
+        check_reachable(cfg.judge.base_url, cfg.judge.connect_timeout_s)  # fail before generating
+        api_key(cfg.judge.api_key_env)
+        if source.kind == "outputs":
+            model_outputs, name = _given_outputs(source.path, rows, cfg.model_name)
+        else:
+            name = cfg.model_name or source.default_model_name()
+            with offline_hub(cfg.data_dir is not None):
+                model_outputs = generate_outputs(cfg, source, rows, name, out_dir)
+        result = annotate(cfg, write_annotator_config(cfg, out_dir), model_outputs, rows, out_dir)
+        annotations, failures, n_requests = result.annotations, result.failures, result.n_requests
+        write_json(out_dir / "annotations.json", annotations)
+        outputs = [o["output"] for o in model_outputs]
+        judge = _judge_record(cfg)
+        files = {"annotations": "annotations.json", "judge_completions": "judge_completions.jsonl",
+                 "failed_judgments": "judge_completions.failed.jsonl"}
+        if source.kind != "outputs":
+            files["model_outputs"] = "model_outputs.json"
+    metrics = win_rate_metrics(annotations, outputs)
+    metrics["n_failed"] = len(failures)
+    metrics.update(length_controlled(cfg, annotations, ref.rows, out_dir, subset))
     notes = [metrics["length_controlled_note"]]
-    if n_missing:
-        notes.append(f"{n_missing} instruction(s) got no annotation from the judge and are left out")
+    if subset is not None:
+        notes.append(subset["note"])
+    if failures:
+        notes.append(f"{len(failures)} instruction(s) have no judgment yet and are left out of every number; "
+                     "re-run the same command to ask for them")
     return {
         "metrics": metrics,
         "model_name": name,
         "n_items": len(rows),
+        "subset": subset,
+        "failed_items": [{**f.job, "reason": f.reason} for f in failures],
+        "judge_requests": n_requests,
         "data": {**ref.describe(), "reference": cfg.reference},
-        "judge": {"base_url": cfg.judge.base_url, "model": cfg.judge.model, "annotator": cfg.annotator},
-        "generation": describe(cfg.generation),
-        "files": {"model_outputs": "model_outputs.json", "annotations": "alpaca_eval/annotations.json",
-                  "annotation_cache": "annotations_cache.json"},
+        "judge": judge,
+        "generation": describe(cfg.generation) if source.kind in ("checkpoint", "model") else None,
+        "files": files,
         "notes": notes,
     }

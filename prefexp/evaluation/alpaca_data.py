@@ -6,7 +6,7 @@ into ``<eval dir>/cache/hf_hub``, never into site-packages.
 
 The length-controlled win rate needs ``df_gamed.csv`` (the gamed-baseline annotations and the
 per-instruction difficulties), which exists only on the hub. ``find_df_gamed`` looks for a real
-copy (data_dir, the user's HF cache, this run's cache, then the hub if online); when there is
+copy (``eval.lc_df_gamed``, data_dir, the user's HF cache, this run's cache, then the hub if online); when there is
 none the LC win rate is reported as null with the reason, never as a number made up offline.
 """
 from __future__ import annotations
@@ -96,10 +96,17 @@ def load_reference(reference: str, data_dir: Optional[str], hub_cache: Path) -> 
                         f"{revision} sha256:{sha256_file(path)}")
 
 
-def find_df_gamed(data_dir: Optional[str], hub_cache: Path) -> tuple[Optional[Path], str]:
-    """A real df_gamed.csv and where it came from, or (None, why not)."""
+def find_df_gamed(explicit: Optional[str], data_dir: Optional[str], hub_cache: Path) -> tuple[Optional[Path], str]:
+    """A real df_gamed.csv and where it came from, or (None, why not). ``explicit`` is
+    ``eval.lc_df_gamed`` (the file, or a folder holding it), checked first."""
     from huggingface_hub import try_to_load_from_cache
 
+    if explicit is not None:
+        path = Path(explicit).expanduser()
+        path = path / DF_GAMED if path.is_dir() else path
+        if path.is_file():
+            return path, f"local:{path.resolve()}"
+        return None, f"eval.lc_df_gamed={explicit}: no {DF_GAMED} there"
     if data_dir is not None and (Path(data_dir) / DF_GAMED).is_file():
         return Path(data_dir) / DF_GAMED, f"local:{(Path(data_dir) / DF_GAMED).resolve()}"
     for cache in (None, hub_cache):  # the user's HF cache, then this run's
@@ -109,7 +116,8 @@ def find_df_gamed(data_dir: Optional[str], hub_cache: Path) -> tuple[Optional[Pa
     if data_dir is not None or hub_offline():
         return None, (f"{DF_GAMED} (the LC GLM's gamed-baseline annotations and instruction "
                       f"difficulties) exists only on the HF hub ({HUB_REPO}); it is not in "
-                      f"eval.data_dir nor in an HF cache and the hub is offline")
+                      f"eval.data_dir nor in an HF cache and the hub is offline; download it once "
+                      f"and point eval.lc_df_gamed at it")
     from huggingface_hub import hf_hub_download
 
     try:

@@ -16,6 +16,8 @@ from typing import Any, Optional
 
 from omegaconf import MISSING
 
+from ..errors import InputError
+
 # FastChat llm_judge/common.py `temperature_config`: the sampling temperature MT-Bench pins per
 # question category when generating answers (0 = greedy).
 MT_BENCH_TEMPERATURES = {
@@ -26,7 +28,7 @@ BACKENDS = ("hf", "vllm")
 BENCHMARKS = ("alpaca_eval", "mt_bench", "sandbox")
 
 
-class EvalConfigError(ValueError):
+class EvalConfigError(InputError):
     """A config problem, one per line, each naming the key, the value and the fix."""
 
 
@@ -49,6 +51,7 @@ class JudgeConfig:
     concurrency: int = 4              # requests in flight at once
     temperature: float = 0.0
     max_tokens: int = 2048
+    reparse_retries: int = 2          # MT-Bench: ask again this often when an answer has no [[rating]]
 
 
 @dataclass
@@ -77,7 +80,8 @@ class GenerationConfig:
 @dataclass
 class BenchmarkConfig:
     name: str = MISSING
-    limit: Optional[int] = None       # evaluate the first N items only
+    limit: Optional[int] = None       # evaluate N items, sampled from every category in proportion
+    limit_seed: int = 0               # the seed of that sample (the same N and seed = the same items)
     data_dir: Optional[str] = None    # local copy of the benchmark data; null = public source
     model_name: Optional[str] = None  # name of the evaluated model in outputs; default from run
     generation: GenerationConfig = field(default_factory=GenerationConfig)
@@ -90,7 +94,7 @@ class AlpacaEvalConfig(BenchmarkConfig):
     annotator: str = "weighted_alpaca_eval_gpt4_turbo"  # a config dir shipped with alpaca_eval
     reference: str = "gpt4_1106_preview"                # AE2 baseline; text_davinci_003 = AE1
     lc_glm: str = "length_controlled_v1"
-    chunksize: int = 16               # annotations saved to the cache after every chunk
+    lc_df_gamed: Optional[str] = None  # df_gamed.csv (file or folder) for the LC win rate; see docs
 
 
 @dataclass
@@ -110,11 +114,19 @@ class SandboxConfig(BenchmarkConfig):
     reference_model: Optional[str] = None  # default: the manifest's reference_model
 
 
+ENTRIES = ("checkpoint", "hf_model", "outputs", "annotations")
+
+
 @dataclass
 class EvaluateConfig:
-    checkpoint: str = MISSING         # a run dir (with checkpoint/) or a checkpoint dir
+    # What to evaluate: exactly one of these four (prefexp.evaluation.sources).
+    checkpoint: Optional[str] = None  # a prefexp run dir (with checkpoint/) or checkpoint dir
+    hf_model: Optional[str] = None    # any HF model folder or hub id (no manifest needed)
+    outputs: Optional[str] = None     # AlpacaEval model_outputs.json / MT-Bench answers .jsonl: judge only
+    annotations: Optional[str] = None  # AlpacaEval annotations / MT-Bench judgments: score only
+    chat_template: Optional[str] = None  # hf_model=: a template (or a file holding one) over the tokenizer's
     eval: Any = MISSING
-    output_dir: Optional[str] = None  # default <run or checkpoint>/eval/<benchmark>
+    output_dir: Optional[str] = None  # default <run or checkpoint>/eval/<benchmark>, else outputs/eval/...
     wandb: bool = True                # add the numbers to the training run's W&B summary
     log_level: str = "INFO"
 
@@ -183,25 +195,51 @@ def _alpaca_annotator_exists(name: str) -> bool:
     return (root / "evaluators_configs" / name / "configs.yaml").is_file()
 
 
+def entry_of(cfg: EvaluateConfig) -> tuple[str, str]:
+    """(which of ``ENTRIES`` is set, its value); exactly one must be."""
+    given = [(k, getattr(cfg, k)) for k in ENTRIES if getattr(cfg, k) is not None]
+    if len(given) != 1:
+        what = ", ".join(f"{k}={v}" for k, v in given) or "none"
+        raise EvalConfigError(
+            f"give exactly one of checkpoint=<prefexp run dir>, hf_model=<HF folder or hub id>, "
+            f"outputs=<model_outputs.json or answers .jsonl>, annotations=<annotations or judgments file> "
+            f"(got {what})")
+    return given[0]
+
+
 def validate(cfg: EvaluateConfig) -> None:
     """Raise ``EvalConfigError`` listing every problem (key, value, fix), or return quietly."""
     errors: list[str] = []
     bench = cfg.eval
+    entry, value = entry_of(cfg)
+    if entry != "checkpoint" and isinstance(bench, SandboxConfig):
+        errors.append(f"{entry}={value}: eval=sandbox evaluates a prefexp checkpoint against its "
+                      "reference model; give checkpoint=<run dir>")
+    if entry in ("outputs", "annotations") and not Path(value).expanduser().is_file():
+        errors.append(f"{entry}={value!r} is not a file")
+    if cfg.chat_template is not None and entry != "hf_model":
+        errors.append(f"chat_template is only used with hf_model= (a checkpoint's manifest holds its own); "
+                      f"drop it or use hf_model=")
     if bench.limit is not None and bench.limit < 1:
         errors.append(f"eval.limit={bench.limit} must be >= 1 (or null for all items)")
     if bench.data_dir is not None and not Path(bench.data_dir).is_dir():
         errors.append(f"eval.data_dir={bench.data_dir!r} is not a directory")
-    _check_generation(bench.generation, bench.name, errors)
+    if entry in ("checkpoint", "hf_model"):
+        _check_generation(bench.generation, bench.name, errors)
     if isinstance(bench, (AlpacaEvalConfig, MTBenchConfig)):
-        _check_judge(bench.judge, errors)
+        if entry != "annotations":  # scoring existing judgments needs no judge
+            _check_judge(bench.judge, errors)
+        if bench.judge.reparse_retries < 0:
+            errors.append(f"eval.judge.reparse_retries={bench.judge.reparse_retries} must be >= 0")
     if isinstance(bench, AlpacaEvalConfig):
         if importlib.util.find_spec("alpaca_eval") is None:
             errors.append("eval=alpaca_eval needs the alpaca_eval package: pip install -e '.[eval]'")
         elif not _alpaca_annotator_exists(bench.annotator):
             errors.append(f"eval.annotator={bench.annotator!r} is not an annotator config shipped "
                           "with alpaca_eval (see alpaca_eval/evaluators_configs/)")
-        if bench.chunksize < 1:
-            errors.append(f"eval.chunksize={bench.chunksize} must be >= 1")
+        if bench.lc_df_gamed is not None and not Path(bench.lc_df_gamed).expanduser().exists():
+            errors.append(f"eval.lc_df_gamed={bench.lc_df_gamed!r} does not exist (give df_gamed.csv "
+                          "or the folder holding it, or null)")
     if isinstance(bench, MTBenchConfig):
         missing = sorted(set(MT_BENCH_TEMPERATURES) - set(bench.category_temperatures))
         if missing:

@@ -3,47 +3,25 @@
 * ``HFBackend``: batched ``model.generate`` on CPU or GPU (left padding, requests grouped by
   sampling settings so MT-Bench's per-category temperatures share batches).
 * ``prefexp.evaluation.vllm_backend.VLLMBackend``: an OpenAI-compatible vLLM server, which lives
-  in its own environment because vLLM pins other transformers/torch versions than this project.
+  in its own environment because vLLM pins other transformers/torch versions than this project
+  (imported only when chosen).
 
-Benchmarks build ``GenRequest`` objects and never look at the backend behind them.
+Benchmarks build ``GenRequest`` objects (``gen_request``, the module both backends import; it
+imports neither) and never look at the backend behind them.
 """
 from __future__ import annotations
 
 import contextlib
 import logging
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator, Optional, Protocol
+from typing import Iterator, Optional
 
-from .config import GenerationConfig
+from .config import EvalConfigError, GenerationConfig
+from .gen_request import GREEDY_BELOW, Backend, GenRequest
+
+__all__ = ["GREEDY_BELOW", "Backend", "GenRequest", "HFBackend", "open_backend", "describe"]
 
 log = logging.getLogger(__name__)
-
-# Below this temperature FastChat decodes greedily (gen_model_answer.py: `do_sample = temperature
-# >= 1e-4`); sampling at ~0 would only add noise.
-GREEDY_BELOW = 1e-4
-
-
-@dataclass(frozen=True)
-class GenRequest:
-    messages: tuple[tuple[str, str], ...]  # ((role, content), ...), ending with a user turn
-    temperature: float
-    max_new_tokens: int
-    top_p: float = 1.0
-
-    @staticmethod
-    def chat(messages: list[dict], temperature: float, max_new_tokens: int, top_p: float = 1.0):
-        pairs = tuple((m["role"], m["content"]) for m in messages)
-        return GenRequest(pairs, float(temperature), int(max_new_tokens), float(top_p))
-
-    def as_dicts(self) -> list[dict]:
-        return [{"role": r, "content": c} for r, c in self.messages]
-
-
-class Backend(Protocol):
-    name: str
-
-    def generate(self, requests: list[GenRequest]) -> list[str]: ...
 
 
 def _pick_device(device: str) -> str:
@@ -77,8 +55,9 @@ class HFBackend:
         if chat_template is not None:
             self.tokenizer.chat_template = chat_template
         if not self.tokenizer.chat_template:
-            raise ValueError(f"{model_dir}: the tokenizer has no chat template and the manifest "
-                             "gives none; evaluation needs one to format chat prompts")
+            raise EvalConfigError(f"{model_dir}: the tokenizer has no chat template and none was given; "
+                                  "evaluation formats chat prompts with one: pass chat_template=<template "
+                                  "or file> (with hf_model=), or write it into the checkpoint's manifest")
         # Decoder-only models continue from the last position: pad on the left.
         self.tokenizer.padding_side = "left"
         self.tokenizer.truncation_side = "left"

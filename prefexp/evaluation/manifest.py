@@ -23,6 +23,7 @@ class Checkpoint:
     manifest: dict
     output_root: Path          # <run dir> if given a run dir, else the checkpoint dir
     run_dir: Optional[Path]    # the training run dir (for its W&B run), if it exists here
+    kind = "checkpoint"        # which entry of prefexp.evaluate (sources.py); not a field
 
     @property
     def model_dir(self) -> Path:
@@ -55,7 +56,7 @@ class Checkpoint:
     def describe(self) -> dict:
         """What results.json records about the evaluated model."""
         keys = ("base_model", "loss", "config_hash", "git_commit", "step", "reference_model")
-        return {"path": str(self.path), **{k: self.manifest.get(k) for k in keys}}
+        return {"kind": "checkpoint", "path": str(self.path), **{k: self.manifest.get(k) for k in keys}}
 
 
 def resolve_checkpoint(path: str) -> Checkpoint:

@@ -6,13 +6,14 @@ Faithful to FastChat 0.2.36 ``common.py`` / ``gen_judgment.py`` / ``show_result.
 * prompt choice: ``single-v1`` (turn 1) / ``single-v1-multi-turn`` (turn 2); for math, reasoning
   and coding ``single-math-v1`` / ``single-math-v1-multi-turn`` with the GPT-4 reference answer;
 * messages: the prompt's system prompt, then the formatted user prompt; temperature 0;
-* rating: regex ``\\[\\[(\\d+\\.?\\d*)\\]\\]``, fallback ``\\[(\\d+\\.?\\d*)\\]``, else -1;
+* rating: regex ``\\[\\[(\\d+\\.?\\d*)\\]\\]``, fallback ``\\[(\\d+\\.?\\d*)\\]``, else -1; the number
+  is read with ``float`` where FastChat used ``ast.literal_eval`` (which raises on ``[[07]]``), so
+  no judge text can crash the parser and every rating FastChat accepts reads the same;
 * scores: rows with -1 are dropped, then plain means over rows (the overall average is the mean
   over all remaining rows, not the mean of the two turn means).
 """
 from __future__ import annotations
 
-import ast
 import re
 from collections import defaultdict
 from typing import Optional, Union
@@ -24,10 +25,17 @@ ONE_SCORE_BACKUP = re.compile(r"\[(\d+\.?\d*)\]")
 UNPARSEABLE = -1
 
 
-def parse_rating(judgment: str) -> Union[int, float]:
-    """``Rating: [[7]]`` -> 7; ``[8.5]`` -> 8.5 (fallback); no rating -> -1."""
+def parse_rating(judgment: object) -> Union[int, float]:
+    """``Rating: [[7]]`` -> 7; ``[[07]]`` -> 7; ``[8.5]`` -> 8.5 (fallback); anything else
+    (``[[ 7 ]]``, ``Rating: 7``, free text, None) -> -1. Never raises."""
+    if not isinstance(judgment, str):
+        return UNPARSEABLE
     match = ONE_SCORE.search(judgment) or ONE_SCORE_BACKUP.search(judgment)
-    return ast.literal_eval(match.group(1)) if match else UNPARSEABLE
+    if not match:
+        return UNPARSEABLE
+    text = match.group(1)
+    value = float(text)  # the regex admits digits with at most one dot: always a valid float
+    return int(value) if "." not in text else value
 
 
 def prompt_name(category: str, turn: int) -> str:

@@ -1,13 +1,16 @@
 """Results: ``<eval dir>/results.json``, a one-line summary, and the training run's W&B summary.
 
-W&B: training logs an offline run under ``<run dir>/wandb/offline-run-<time>-<id>``. Evaluation
-resumes that run id (``resume="allow"``, offline) and writes ``eval/<benchmark>/<metric>`` into
-its summary; ``wandb sync`` later merges it into the same online run. Anything that goes wrong
-here is logged and recorded, never fatal: the numbers are already in results.json.
+W&B: training records its run's identity in ``<run dir>/wandb_run.json`` (``prefexp.logger``).
+Evaluation of that checkpoint reopens the same run (project, entity, id; ``resume="allow"``,
+offline) and writes ``eval/<benchmark>/<metric>`` into its summary; ``wandb sync`` later merges it
+into the same online run. Runs from before that file existed are found by their folder name
+(id only). Anything that goes wrong here is logged and recorded, never fatal: the numbers are
+already in results.json.
 """
 from __future__ import annotations
 
 import datetime as dt
+import json
 import logging
 import math
 import re
@@ -17,17 +20,50 @@ from typing import Any, Optional
 from .store import write_json
 
 log = logging.getLogger(__name__)
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 RUN_DIR_RE = re.compile(r"^(?:offline-)?run-(?P<time>\d{8}_\d{6})-(?P<id>\w+)$")
 HEADLINE = {"alpaca_eval": ("win_rate", "length_controlled_winrate", "standard_error"),
             "mt_bench": ("score", "turn_1", "turn_2", "n_unparseable"),
             "sandbox": ("win_rate", "standard_error", "mean_gold_score", "reference_mean_gold_score")}
+# Printed decimals: AlpacaEval's leaderboard shows 2; MT-Bench averages are k/160-type fractions
+# that 6 decimals show exactly enough to compare with FastChat's tables.
+DECIMALS = {"alpaca_eval": 2, "mt_bench": 6, "sandbox": 3}
 
 
-def build(benchmark: str, bench_result: dict, checkpoint: dict, limit: Optional[int]) -> dict:
+def provenance() -> dict:
+    """The prefexp version and commit that computed the numbers."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        ver = version("prefexp")
+    except PackageNotFoundError:
+        ver = None
+    return {"prefexp_version": ver, "prefexp_commit": _git_commit()}
+
+
+def _git_commit() -> Optional[str]:
+    # engine.artifacts.git_commit does the same, but importing it pulls in transformers and torch
+    # (seconds), which scoring an annotations file otherwise never needs.
+    import subprocess
+
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=Path(__file__).resolve().parent,
+                             capture_output=True, text=True, timeout=5)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return out.stdout.strip() or None
+
+
+def build(benchmark: str, bench_result: dict, source, limit: Optional[int]) -> dict:
+    """results.json: what was evaluated (entry, chat template hash), how, by which code."""
+    from .sources import template_hash
+
+    evaluated = source.describe()
+    if getattr(source, "kind", None) in ("checkpoint", "model"):
+        evaluated["chat_template_sha256"] = template_hash(source.chat_template)
     return {"benchmark": benchmark, "schema_version": SCHEMA_VERSION,
             "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-            "checkpoint": checkpoint, "limit": limit, **bench_result}
+            "checkpoint": evaluated, "limit": limit, **provenance(), **bench_result}
 
 
 def write(out_dir: Path, results: dict) -> Path:
@@ -36,19 +72,27 @@ def write(out_dir: Path, results: dict) -> Path:
     return path
 
 
-def _fmt(value: Any) -> str:
+def _fmt(value: Any, decimals: int) -> str:
     if value is None:
         return "n/a"
-    return f"{value:.3f}" if isinstance(value, float) else str(value)
+    return f"{value:.{decimals}f}" if isinstance(value, float) else str(value)
 
 
 def summary_line(results: dict) -> str:
-    """E.g. ``mt_bench run-step100: score=6.125 turn_1=... (n=80, judge gpt-4)``."""
+    """E.g. ``mt_bench run-step100: score=6.125000 turn_1=... (n=80, judge gpt-4)``; a subset
+    and failed judgments are said in the line itself."""
     bench, m = results["benchmark"], results["metrics"]
-    parts = " ".join(f"{k}={_fmt(m.get(k))}" for k in HEADLINE.get(bench, ()) if k in m)
+    dec = DECIMALS.get(bench, 3)
+    parts = " ".join(f"{k}={_fmt(m.get(k), dec)}" for k in HEADLINE.get(bench, ()) if k in m)
     judge = results.get("judge") or {}
-    return (f"{bench} {results.get('model_name')}: {parts} "
-            f"(n={results.get('n_items')}, judge {judge.get('model', judge.get('kind', '-'))})")
+    subset = results.get("subset")
+    n = f"n={results.get('n_items')}"
+    if subset:
+        n += f" of {subset['of']}: subset, not comparable to full-set numbers"
+    if m.get("n_failed"):
+        n += f"; {m['n_failed']} judgment(s) failed, left out"
+    who = judge.get("model", judge.get("kind")) or (f"from {judge['annotations']}" if "annotations" in judge else "-")
+    return f"{bench} {results.get('model_name')}: {parts} ({n}, judge {who})"
 
 
 def flat_metrics(benchmark: str, metrics: dict, prefix: Optional[str] = None) -> dict:
@@ -63,6 +107,9 @@ def flat_metrics(benchmark: str, metrics: dict, prefix: Optional[str] = None) ->
     return out
 
 
+from ..logger import WANDB_RUN_FILE  # written by start_wandb when training opens its run
+
+
 def find_wandb_run(run_dir: Optional[Path]) -> Optional[tuple[str, Path]]:
     """(run id, the run's folder) of the newest W&B run under ``<run dir>/wandb``."""
     if run_dir is None or not (run_dir / "wandb").is_dir():
@@ -74,16 +121,32 @@ def find_wandb_run(run_dir: Optional[Path]) -> Optional[tuple[str, Path]]:
     return RUN_DIR_RE.match(runs[-1].name).group("id"), runs[-1]
 
 
+def training_wandb_run(run_dir: Optional[Path]) -> Optional[dict]:
+    """{"id", "project", "entity"} of the training run: its record, else the newest run folder."""
+    if run_dir is None:
+        return None
+    record = run_dir / WANDB_RUN_FILE
+    if record.is_file():
+        try:
+            ident = json.loads(record.read_text())
+            if ident.get("id"):
+                return ident
+        except json.JSONDecodeError:
+            log.warning("%s is not JSON; looking for the run folder instead", record)
+    found = find_wandb_run(run_dir)
+    return {"id": found[0], "project": None, "entity": None} if found else None
+
+
 def log_to_wandb(run_dir: Optional[Path], benchmark: str, metrics: dict) -> str:
     """Add the numbers to the training run's W&B summary; returns what happened, in words."""
-    found = find_wandb_run(run_dir)
-    if found is None:
-        return f"skipped: no W&B run under {run_dir}/wandb" if run_dir else "skipped: no training run dir"
-    run_id, _ = found
+    ident = training_wandb_run(run_dir)
+    if ident is None:
+        return f"skipped: no W&B run under {run_dir}" if run_dir else "skipped: no training run dir"
     try:
         import wandb
 
-        run = wandb.init(dir=str(run_dir), id=run_id, resume="allow", mode="offline",
+        run = wandb.init(dir=str(run_dir), id=ident["id"], project=ident.get("project"),
+                         entity=ident.get("entity"), resume="allow", mode="offline",
                          settings=wandb.Settings(silent=True, console="off"))
         run.summary.update(flat_metrics(benchmark, metrics))
         run.finish()
@@ -94,4 +157,5 @@ def log_to_wandb(run_dir: Optional[Path], benchmark: str, metrics: dict) -> str:
     except Exception as err:  # W&B is a convenience; results.json already holds the numbers
         log.warning("W&B summary not updated (%s: %s)", type(err).__name__, err)
         return f"failed: {type(err).__name__}: {err}"
-    return f"added to W&B run {run_id} (offline; `wandb sync` {run_dir / 'wandb'} to upload)"
+    where = "/".join(x for x in (ident.get("entity"), ident.get("project")) if x) or "project unknown"
+    return f"added to W&B run {ident['id']} ({where}; offline; `wandb sync` {run_dir / 'wandb'} to upload)"

@@ -1,8 +1,10 @@
-"""The evaluation stage from typed settings: checkpoint -> benchmark -> results.json (+ W&B).
+"""The evaluation stage from typed settings: entry -> benchmark -> results.json (+ W&B).
 
-A benchmark is a function ``run(cfg, checkpoint, out_dir) -> dict`` with ``metrics``, ``data``,
-``judge``, ``generation``, ``n_items`` and ``notes``; adding one is one module, one schema and one
-YAML file. The runner never asks which benchmark it runs beyond picking it from the registry.
+A benchmark is a function ``run(cfg, source, out_dir) -> dict`` with ``metrics``, ``data``,
+``judge``, ``generation``, ``n_items``, ``notes`` (and ``subset``, ``failed_items`` when they
+apply); adding one is one module, one schema and one YAML file. The runner never asks which
+benchmark it runs beyond picking it from the registry. When judgments are missing at the end it
+raises ``IncompleteJudging`` (exit 3) after results.json is written.
 """
 from __future__ import annotations
 
@@ -12,19 +14,16 @@ import logging
 from pathlib import Path
 
 from . import results
-from .store import write_json
 from .config import EvaluateConfig, validate
-from .manifest import resolve_checkpoint
+from .judging import IncompleteJudging, reason_counts
+from .sources import output_dir, resolve_source
+from .store import write_json
 
 log = logging.getLogger("prefexp.evaluate")
 
 # name -> module with a ``run`` function (imported on use: each pulls in heavy packages).
 BENCHMARKS = {"alpaca_eval": "prefexp.evaluation.alpaca", "mt_bench": "prefexp.evaluation.mt_bench",
               "sandbox": "prefexp.evaluation.sandbox_bench"}
-
-
-def output_dir(cfg: EvaluateConfig, output_root: Path) -> Path:
-    return Path(cfg.output_dir) if cfg.output_dir is not None else output_root / "eval" / cfg.eval.name
 
 
 def _file_log(out_dir: Path) -> logging.Handler:
@@ -35,25 +34,31 @@ def _file_log(out_dir: Path) -> logging.Handler:
 
 
 def evaluate(cfg: EvaluateConfig) -> dict:
-    """Run one benchmark on one checkpoint; returns what results.json holds."""
+    """Run one benchmark on one entry; returns what results.json holds."""
     validate(cfg)
-    ckpt = resolve_checkpoint(cfg.checkpoint)
-    out_dir = output_dir(cfg, ckpt.output_root)
+    source = resolve_source(cfg)
+    name = cfg.eval.model_name or source.default_model_name()
+    out_dir = output_dir(cfg, source, name)
     out_dir.mkdir(parents=True, exist_ok=True)
     handler = _file_log(out_dir)
     write_json(out_dir / "config.json", dataclasses.asdict(cfg))  # holds no key: keys are never config
     try:
-        log.info("evaluating %s on %s -> %s", ckpt.path, cfg.eval.name, out_dir)
+        log.info("evaluating %s on %s -> %s", source.describe().get("path"), cfg.eval.name, out_dir)
         bench = importlib.import_module(BENCHMARKS[cfg.eval.name])
-        res = results.build(cfg.eval.name, bench.run(cfg.eval, ckpt, out_dir), ckpt.describe(), cfg.eval.limit)
+        res = results.build(cfg.eval.name, bench.run(cfg.eval, source, out_dir), source, cfg.eval.limit)
         path = results.write(out_dir, res)
         if cfg.wandb:
-            res["wandb"] = results.log_to_wandb(ckpt.run_dir, cfg.eval.name, res["metrics"])
+            res["wandb"] = results.log_to_wandb(source.run_dir, cfg.eval.name, res["metrics"])
             results.write(out_dir, res)
             log.info("W&B: %s", res["wandb"])
         log.info("results: %s", path)
         print(results.summary_line(res), flush=True)
+        failed = res.get("failed_items") or []
+        if failed:
+            reasons = reason_counts([f["reason"] for f in failed])
+            raise IncompleteJudging(len(failed), res.get("n_judgments_expected", res["n_items"]), path, reasons)
         return res
     finally:
         logging.getLogger().removeHandler(handler)
         handler.close()
+

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Optional
 
 from .config import GenerationConfig
-from .generation import GREEDY_BELOW, GenRequest
+from .gen_request import GREEDY_BELOW, GenRequest
 
 log = logging.getLogger(__name__)
 

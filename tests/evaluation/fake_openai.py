@@ -1,8 +1,9 @@
 """A real OpenAI-compatible HTTP server on 127.0.0.1 for tests (stdlib ThreadingHTTPServer).
 
 It speaks enough of the chat-completions API for everything the evaluation stage calls:
-* AlpacaEval's weighted annotator (``logprobs`` + ``top_logprobs`` asked): it reads the two
-  outputs (``m`` and ``M``) out of alpaca_eval's prompt and prefers the one containing
+* AlpacaEval's weighted annotator (``logprobs`` + ``top_logprobs`` asked): it replays
+  ``replay_logprobs[instruction]`` when given (a real judge's stored top logprobs), else reads
+  the two outputs (``m`` and ``M``) out of alpaca_eval's prompt and prefers the one containing
   ``[GOOD]``, else the longer one, answering with ``choices[0].logprobs.content[0].top_logprobs``
   (the shape alpaca_eval's ``logprob_parser`` reads; docs/packages.md §4);
 * MT-Bench judging (``[[rating]]`` in the prompt): ``rate(user_prompt) -> judgment text``,
@@ -11,7 +12,13 @@ It speaks enough of the chat-completions API for everything the evaluation stage
 * ``GET /v1/models`` and ``POST /v1/completions``.
 
 Faults are injected per request, in order: ``fail_next(n, status)`` answers the next n POSTs
-with that HTTP status; ``hang_next(n, seconds)`` delays them past a client's time-out.
+with that HTTP status; ``hang_next(n, seconds)`` delays them past a client's time-out. Standing
+faults: ``fail_always(status)`` (every POST), ``drop_logprobs_every(n)`` (every n-th logprob
+request is answered without logprobs; n=1: a judge that never returns them),
+``garbage_every(n)`` (every n-th judge request gets an answer with no usable verdict: no
+``[[rating]]`` for MT-Bench, top tokens other than m/M for AlpacaEval), ``delay_s`` (each
+judge answer takes that long). ``item_counts(kind)`` counts the requests per judged item (the
+AlpacaEval instruction, or the MT-Bench judge prompt), so tests can see what was paid twice.
 Use as a context manager; ``url`` is the base URL (``http://127.0.0.1:<port>/v1``).
 Run standalone (``python fake_openai.py --port N``) to stand in for a vLLM server process.
 """
@@ -28,6 +35,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Callable, Optional
 
 MODEL_ID = "fake-model"
+# anchored on what follows it: an instruction may itself end with a quote
+_INSTRUCTION_RE = re.compile(r'"instruction": """(.*?)""",\s*\}\s*## Model Outputs', re.S)
 _OUTPUT_RE = {tok: re.compile(r'"model_identifier": "%s",\s*"output": """(.*?)"""\s*}' % tok, re.S)
               for tok in ("m", "M")}
 
@@ -42,9 +51,15 @@ class FakeOpenAI:
     def __init__(self, rate: Optional[Callable[[str], str]] = None, replay: Optional[dict] = None,
                  port: int = 0):
         self.replay = dict(replay or {})
+        self.replay_logprobs: dict[str, list[dict]] = {}  # AlpacaEval instruction -> top_logprobs to answer
         self.rate = rate or self._default_rate
         self.requests: list[dict] = []     # {"path", "body", "auth"} per request, in arrival order
         self._faults: deque = deque()
+        self.always_status: Optional[int] = None
+        self.logprobs_drop_every: Optional[int] = None
+        self.garbage_every_n: Optional[int] = None
+        self.delay_s = 0.0
+        self._counts = {"alpaca": 0, "judge": 0}
         self._lock = threading.Lock()
         self._server = ThreadingHTTPServer(("127.0.0.1", port), self._handler_class())
         self._server.daemon_threads = True
@@ -64,8 +79,32 @@ class FakeOpenAI:
             self._faults.extend([("hang", seconds)] * n)
 
     def clear_faults(self) -> None:
+        """Back to a healthy judge (queued and standing faults off; the request log is kept)."""
         with self._lock:
             self._faults.clear()
+            self.always_status = self.logprobs_drop_every = self.garbage_every_n = None
+
+    def fail_always(self, status: int = 500) -> None:
+        self.always_status = status
+
+    def drop_logprobs_every(self, n: int) -> None:
+        self.logprobs_drop_every = n
+
+    def garbage_every(self, n: int) -> None:
+        self.garbage_every_n = n
+
+    def item_counts(self, kind: str) -> dict[str, int]:
+        """Requests per judged item of ``kind`` ("alpaca" or "judge"), answered or not."""
+        counts: dict[str, int] = {}
+        for r in self.posts():
+            if r.get("item_kind") == kind:
+                counts[r["item"]] = counts.get(r["item"], 0) + 1
+        return counts
+
+    def _nth(self, kind: str) -> int:
+        with self._lock:
+            self._counts[kind] += 1
+            return self._counts[kind]
 
     def posts(self, kind: str = "") -> list[dict]:
         """Recorded POST bodies; kind in {"", "judge", "alpaca", "generate"} filters them."""
@@ -105,12 +144,24 @@ class FakeOpenAI:
         user = next((m["content"] for m in reversed(messages) if m["role"] == "user"), "")
         everything = " ".join(str(m.get("content", "")) for m in messages)
         if body.get("logprobs"):
+            n = self._nth("alpaca")
             win = _alpaca_winner(user)
             lose = "M" if win == "m" else "m"
+            if self.garbage_every_n and n % self.garbage_every_n == 0:
+                win, lose = "Both", "Neither"  # logprobs, but no verdict token
             top = [{"token": win, "logprob": math.log(0.9), "bytes": list(win.encode())},
                    {"token": lose, "logprob": math.log(0.1), "bytes": list(lose.encode())}]
+            found = _INSTRUCTION_RE.search(user)
+            if found and found.group(1) in self.replay_logprobs:  # a real judge's answer, replayed
+                top = [{**t, "bytes": list(t["token"].encode())} for t in self.replay_logprobs[found.group(1)]]
+                win = top[0]["token"]
+            if self.logprobs_drop_every and n % self.logprobs_drop_every == 0:
+                return "alpaca", win, None
             return "alpaca", win, {"content": [{**top[0], "top_logprobs": top}]}
         if "[[rating]]" in everything:
+            n = self._nth("judge")
+            if self.garbage_every_n and n % self.garbage_every_n == 0:
+                return "judge", "Both answers have merits; I cannot decide.", None
             return "judge", self.rate(user), None
         words = f"fake answer to: {user[:40]}".split()
         return "generate", " ".join(words[: max(1, int(body.get("max_tokens") or 64))]), None
@@ -144,6 +195,8 @@ class FakeOpenAI:
             def do_POST(self):
                 body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))) or b"{}")
                 fault = fake._take_fault()
+                if fault is None and fake.always_status is not None:
+                    fault = ("status", fake.always_status)
                 if fault and fault[0] == "status":
                     fake._record(self, body, "fault")
                     kind = "rate_limit_error" if fault[1] == 429 else "server_error"
@@ -153,6 +206,8 @@ class FakeOpenAI:
                     time.sleep(fault[1])
                     return self._send(200, {"error": "too late"})
                 if self.path.endswith("/chat/completions"):
+                    if fake.delay_s:
+                        time.sleep(fake.delay_s)
                     kind, content, logprobs = fake.answer_chat(body)
                     fake._record(self, body, kind)
                     choice = {"index": 0, "message": {"role": "assistant", "content": content},
@@ -171,9 +226,19 @@ class FakeOpenAI:
         return Handler
 
     def _record(self, handler, body: dict, kind: str) -> None:
+        messages = body.get("messages", [])
+        user = next((m["content"] for m in reversed(messages) if m.get("role") == "user"), "")
+        if body.get("logprobs"):
+            found = _INSTRUCTION_RE.search(user)
+            item_kind, item = "alpaca", (found.group(1) if found else user)
+        elif "[[rating]]" in " ".join(str(m.get("content", "")) for m in messages):
+            item_kind, item = "judge", user
+        else:
+            item_kind, item = None, None
         with self._lock:
             self.requests.append({"method": "POST", "path": handler.path, "body": body, "kind": kind,
-                                  "auth": handler.headers.get("Authorization")})
+                                  "auth": handler.headers.get("Authorization"), "item_kind": item_kind,
+                                  "item": item})
 
 
 def main() -> None:

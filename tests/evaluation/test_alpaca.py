@@ -4,13 +4,13 @@ from __future__ import annotations
 import gzip
 import json
 import random
-import shutil
 from pathlib import Path
 
 import pytest
 
-from prefexp.evaluation.judge_client import JudgeError
+from prefexp.evaluation.judging import IncompleteJudging, JudgeSetupError
 from prefexp.evaluation.runner import evaluate
+from prefexp.evaluation.store import read_jsonl
 from tests.evaluation.conftest import assert_secret_nowhere, settings, shared_path
 
 pytest.importorskip("alpaca_eval")
@@ -23,44 +23,62 @@ def _overrides(run, judge_url, key_env, data_dir, limit=4):
             "eval.generation.max_new_tokens=4", "eval.generation.device=cpu", "wandb=false"]
 
 
+def _sample(limit):
+    from prefexp.evaluation.subsets import stratified_sample
+    from prefexp.evaluation.store import read_jsonl
+
+    rows = read_jsonl(shared_path("alpaca_eval", "reference_outputs", "gpt4_1106_preview.jsonl"))
+    return [r["instruction"] for r in stratified_sample(rows, lambda r: r["dataset"], limit, 0)]
+
+
 def test_end_to_end_limit_no_lc(tiny_run, fake_judge, judge_key, tmp_path, monkeypatch):
-    """4 instructions; the fake judge prefers the longer output, and the tiny model's 4-token
-    noise is shorter than every GPT-4 reference answer: win rate 10% (preference 1 + P(M) = 1.1
-    for each, win_rate = 100 * mean(preference - 1)), n_wins 0 of 4."""
+    """4 instructions (one each from the 4 largest datasets, seeded); the fake judge prefers the
+    longer output, and the tiny model's 4-token noise is shorter than every GPT-4 reference
+    answer: win rate 10% (preference 1 + P(M) = 1.1 for each, win_rate = 100 * mean(preference
+    - 1)), n_wins 0 of 4."""
     from huggingface_hub import constants
 
     monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "empty_hf_cache"))  # not the user's
     data = shared_path("alpaca_eval")
     res = evaluate(settings(_overrides(tiny_run, fake_judge.url, judge_key, data)))
     m = res["metrics"]
-    assert m["n_total"] == 4 and m["n_wins"] == 0 and m["n_wins_base"] == 4
+    assert m["n_total"] == 4 and m["n_wins"] == 0 and m["n_wins_base"] == 4 and m["n_failed"] == 0
     assert m["win_rate"] == pytest.approx(10.0)
     assert m["standard_error"] == pytest.approx(0.0, abs=1e-9)
     assert m["length_controlled_winrate"] is None
     assert "df_gamed.csv" in m["length_controlled_note"] and "not computed" in m["length_controlled_note"]
+    assert "eval.lc_df_gamed" in m["length_controlled_note"]
     posts = fake_judge.posts("alpaca")
     assert len(posts) == 4
     assert all(p["body"]["model"] == "fake-judge" and p["body"]["top_logprobs"] == 5 for p in posts)
     assert all(p["auth"] == "Bearer sk-test-never-on-disk-4242" for p in posts)
+    assert set(fake_judge.item_counts("alpaca")) == set(_sample(4))
 
     out = tiny_run / "eval" / "alpaca_eval"
     outputs = json.loads((out / "model_outputs.json").read_text())
     assert [set(o) for o in outputs] == [{"instruction", "output", "generator", "dataset"}] * 4
     assert {o["generator"] for o in outputs} == {res["model_name"]}
-    assert (out / "annotations_cache.json").is_file()
+    assert [o["instruction"] for o in outputs] == _sample(4)
+    assert len(read_jsonl(out / "judge_completions.jsonl")) == 4
     results = json.loads((out / "results.json").read_text())
     assert results["judge"]["annotator"] == "weighted_alpaca_eval_gpt4_turbo"
+    assert results["judge"]["prompt_version"].startswith("alpaca_eval 0.6")
+    assert results["subset"]["n"] == 4 and results["subset"]["of"] == 805
+    assert any("not comparable" in n for n in results["notes"])
     assert results["data"]["source"].startswith("local:") and results["data"]["version"].startswith("sha256:")
+    assert len(json.loads((out / "annotations.json").read_text())) == 4
     assert_secret_nowhere(tiny_run)
     client_cfg = (out / "annotator" / "client_config.yaml").read_text()
     assert "api_key_env: PREFEXP_TEST_JUDGE_KEY" in client_cfg
 
-    # Re-run: outputs reused, every annotation comes from the run's cache (no request).
+    # Re-run: outputs reused, every annotation comes from judge_completions.jsonl (no request).
     evaluate(settings(_overrides(tiny_run, fake_judge.url, judge_key, data)))
     assert len(fake_judge.posts("alpaca")) == 4
-    # A larger limit pays only for the new instructions.
+    # A larger limit pays only for the instructions not judged yet.
     res6 = evaluate(settings(_overrides(tiny_run, fake_judge.url, judge_key, data, limit=6)))
-    assert len(fake_judge.posts("alpaca")) == 6 and res6["metrics"]["n_total"] == 6
+    assert len(fake_judge.posts("alpaca")) == 4 + len(set(_sample(6)) - set(_sample(4)))
+    assert res6["metrics"]["n_total"] == 6
+    assert max(fake_judge.item_counts("alpaca").values()) == 1
 
 
 def test_rate_limits_server_errors_and_timeouts_are_retried(tiny_run, fake_judge, judge_key):
@@ -68,35 +86,81 @@ def test_rate_limits_server_errors_and_timeouts_are_retried(tiny_run, fake_judge
     fake_judge.fail_next(1, 503)
     fake_judge.hang_next(1, 2.0)
     res = evaluate(settings(_overrides(tiny_run, fake_judge.url, judge_key, shared_path("alpaca_eval"), limit=2)
-                            + ["eval.judge.timeout_s=0.5", "eval.judge.concurrency=1"]))
+                            + ["eval.judge.timeout_s=0.5", "eval.judge.concurrency=1", "eval.judge.backoff_s=0.01"]))
     assert res["metrics"]["n_total"] == 2
     assert len(fake_judge.posts("fault")) == 2 and len(fake_judge.posts("hang")) == 1
 
 
-def test_failure_keeps_annotations_and_rerun_resumes(tiny_run, fake_judge, judge_key):
-    """chunksize 2: the first chunk is cached, the judge then fails past max_retries -> JudgeError
-    naming the endpoint and the cache; the re-run asks only for the 2 missing annotations."""
+def test_judge_failure_keeps_every_answer_and_rerun_asks_only_the_rest(tiny_run, fake_judge, judge_key):
+    """The judge answers 2, then fails for good: exit through IncompleteJudging naming 2 of 4;
+    the 2 answers are on disk; the re-run asks for the other 2 only (no item paid twice)."""
     args = _overrides(tiny_run, fake_judge.url, judge_key, shared_path("alpaca_eval"), limit=4) + [
-        "eval.chunksize=2", "eval.judge.concurrency=1", "eval.judge.max_retries=1"]
+        "eval.judge.concurrency=1", "eval.judge.max_retries=1", "eval.judge.backoff_s=0.01"]
     original = fake_judge.answer_chat
     calls = {"n": 0}
 
     def answer_then_break(body):
         calls["n"] += 1
         if calls["n"] == 2:
-            fake_judge.fail_next(100, 500)
+            fake_judge.fail_always(500)
         return original(body)
 
     fake_judge.answer_chat = answer_then_break
-    with pytest.raises(JudgeError, match=r"127\.0\.0\.1.*\n.*annotations_cache\.json; a re-run resumes"):
+    with pytest.raises(IncompleteJudging, match=r"2 of 4 judgment\(s\) failed.*HTTP 500") as err:
         evaluate(settings(args))
-    cache = json.loads((tiny_run / "eval" / "alpaca_eval" / "annotations_cache.json").read_text())
-    assert len(cache) == 2
+    assert err.value.n_failed == 2
+    out = tiny_run / "eval" / "alpaca_eval"
+    assert len(read_jsonl(out / "judge_completions.jsonl")) == 2
+    assert json.loads((out / "results.json").read_text())["metrics"]["n_failed"] == 2
     fake_judge.answer_chat = original
+    fake_judge.clear_faults()
+    res = evaluate(settings(args))
+    assert res["metrics"]["n_total"] == 4 and res["metrics"]["n_failed"] == 0
+    answered = [p["item"] for p in fake_judge.posts("alpaca")]  # 200 answers, both runs
+    assert sorted(answered) == sorted(_sample(4))  # each item answered (paid) exactly once
+    # all requests: the item that hit the 500s was tried twice (1 + 1 retry), then once more
+    assert sorted(fake_judge.item_counts("alpaca").values()) == [1, 1, 1, 3]
+
+
+def test_logprobs_dropped_every_third_request(tiny_run, fake_judge, judge_key):
+    """12 items, every 3rd request answered without logprobs: 4 failed, not cached, exit path 3
+    naming them; the re-run against a healthy judge asks exactly those 4 and gives the full
+    result (equal to the 10.0 every item gets)."""
+    args = _overrides(tiny_run, fake_judge.url, judge_key, shared_path("alpaca_eval"), limit=12)
+    fake_judge.drop_logprobs_every(3)
+    with pytest.raises(IncompleteJudging, match="4 of 12 judgment.*no logprobs") as err:
+        evaluate(settings(args))
+    results = json.loads((tiny_run / "eval" / "alpaca_eval" / "results.json").read_text())
+    failed = {f["instruction"] for f in results["failed_items"]}
+    assert len(failed) == err.value.n_failed == 4 and results["metrics"]["n_total"] == 8
     fake_judge.clear_faults()
     fake_judge.requests.clear()
     res = evaluate(settings(args))
-    assert len(fake_judge.posts("alpaca")) == 2 and res["metrics"]["n_total"] == 4
+    assert set(fake_judge.item_counts("alpaca")) == failed
+    assert res["metrics"]["n_total"] == 12 and res["metrics"]["n_failed"] == 0
+    assert res["metrics"]["win_rate"] == pytest.approx(10.0)
+
+
+def test_judge_without_logprobs_is_a_setting_error(tiny_run, fake_judge, judge_key):
+    """No logprobs in any answer: the weighted annotator cannot work; stop at once with the
+    setting named (InputError = exit 2), nothing cached, at most the in-flight requests paid."""
+    fake_judge.drop_logprobs_every(1)
+    with pytest.raises(JudgeSetupError, match="eval.annotator='weighted_alpaca_eval_gpt4_turbo' reads the "
+                                              "judge's logprobs"):
+        evaluate(settings(_overrides(tiny_run, fake_judge.url, judge_key, shared_path("alpaca_eval"), limit=12)
+                          + ["eval.judge.concurrency=2"]))
+    assert 2 <= len(fake_judge.posts("alpaca")) <= 3
+    assert read_jsonl(tiny_run / "eval" / "alpaca_eval" / "judge_completions.jsonl") == []
+
+
+def test_answer_without_a_verdict_is_a_failure(tiny_run, fake_judge, judge_key):
+    fake_judge.garbage_every(2)
+    with pytest.raises(IncompleteJudging, match="2 of 4.*no preference") as err:
+        evaluate(settings(_overrides(tiny_run, fake_judge.url, judge_key, shared_path("alpaca_eval"))
+                          + ["eval.judge.concurrency=1"]))
+    assert err.value.n_failed == 2
+    failed = read_jsonl(tiny_run / "eval" / "alpaca_eval" / "judge_completions.failed.jsonl")
+    assert len(failed) == 2 and all("no preference" in r["reason"] for r in failed)
 
 
 def _stand_in_df_gamed(path: Path, n: int = 805) -> None:
@@ -112,10 +176,9 @@ def _stand_in_df_gamed(path: Path, n: int = 805) -> None:
 
 
 def test_lc_computed_when_df_gamed_given(tiny_run, fake_judge, judge_key, tmp_path):
-    data = tmp_path / "alpaca_data"
-    shutil.copytree(shared_path("alpaca_eval", "reference_outputs"), data / "reference_outputs")
-    _stand_in_df_gamed(data / "df_gamed.csv")
-    res = evaluate(settings(_overrides(tiny_run, fake_judge.url, judge_key, data, limit=12)))
+    _stand_in_df_gamed(tmp_path / "df_gamed.csv")
+    res = evaluate(settings(_overrides(tiny_run, fake_judge.url, judge_key, shared_path("alpaca_eval"), limit=12)
+                            + [f"eval.lc_df_gamed={tmp_path}"]))
     m = res["metrics"]
     assert isinstance(m["length_controlled_winrate"], float)
     assert "df_gamed.csv from local:" in m["length_controlled_note"]

@@ -21,10 +21,10 @@ def _run(args: list[str], cwd: Path, timeout: int = 180) -> subprocess.Completed
                           capture_output=True, text=True, timeout=timeout)
 
 
-def test_missing_checkpoint_exit_2(tmp_path):
+def test_missing_entry_exit_2(tmp_path):
     proc = _run([], tmp_path / "cwd")
     assert proc.returncode == 2
-    assert "checkpoint is not set" in proc.stderr
+    assert proc.stderr.startswith("error: give exactly one of checkpoint=") and "Traceback" not in proc.stderr
     assert list((tmp_path / "cwd").iterdir()) == []  # Hydra wrote nothing into the working dir
 
 
@@ -45,6 +45,7 @@ def test_unreachable_judge_fails_before_generating(tmp_path, tiny_run):
                  f"eval.judge.base_url=http://127.0.0.1:{port}/v1", f"eval.judge.api_key_env={KEY_ENV}"], tmp_path)
     assert proc.returncode == 3, proc.stderr
     assert f"127.0.0.1:{port}" in proc.stderr and "unreachable" in proc.stderr
+    assert "rerun (judgments received so far are kept): python -m prefexp.evaluate checkpoint=" in proc.stderr
     assert time.monotonic() - t0 < 60
     assert not (tiny_run / "eval" / "mt_bench" / "model_answer").exists()
 
@@ -60,9 +61,26 @@ def test_mt_bench_end_to_end(tmp_path, tiny_run, fake_judge):
     assert results["metrics"]["score"] == 5.0 and results["n_items"] == 1 and results["limit"] == 1
     assert results["wandb"].startswith("skipped")
     summary = [line for line in proc.stdout.splitlines() if line.startswith("mt_bench ")]
-    assert summary == ["mt_bench run-step7: score=5.000 turn_1=5.000 turn_2=5.000 n_unparseable=0 "
-                       "(n=1, judge fake-judge)"]
+    assert summary == ["mt_bench run-step7: score=5.000000 turn_1=5.000000 turn_2=5.000000 n_unparseable=0 "
+                       "(n=1 of 80: subset, not comparable to full-set numbers, judge fake-judge)"]
     assert (out / "eval.log").is_file() and (out / "config.json").is_file()
     assert list((tmp_path / "cwd").iterdir()) == []  # no outputs/, .hydra/ or log in the working dir
     assert SECRET not in proc.stdout + proc.stderr
     assert_secret_nowhere(tiny_run)
+
+
+def test_failed_judgments_exit_3_with_count_and_rerun(tmp_path, fake_judge):
+    """Every MT-Bench answer without a [[rating]]: no traceback, exit 3, the count and the
+    command to run again; the answers the judge gave are saved."""
+    fake_judge.rate = lambda prompt: "Rating: 7"
+    answers = shared_path("mt_bench", "model_answer", "alpaca-13b.jsonl")
+    out = tmp_path / "out"
+    proc = _run([f"outputs={answers}", "eval=mt_bench", "eval.limit=2", f"eval.data_dir={shared_path('mt_bench')}",
+                 f"eval.judge.base_url={fake_judge.url}", "eval.judge.model=fake-judge",
+                 f"eval.judge.api_key_env={KEY_ENV}", "eval.judge.reparse_retries=0", f"output_dir={out}"],
+                tmp_path / "cwd")
+    assert proc.returncode == 3, proc.stderr[-2000:]
+    assert "Traceback" not in proc.stderr
+    assert "error: 4 of 4 judgment(s) failed (4 x no [[rating]] after 1 answer(s)" in proc.stderr
+    assert f"rerun: python -m prefexp.evaluate outputs={answers} eval=mt_bench" in proc.stderr
+    assert len([json.loads(x) for x in (out / "model_judgment" / "fake-judge_single.failed.jsonl").open()]) == 4

@@ -45,11 +45,25 @@ def test_hydra_writes_nothing_of_its_own():
     assert "output_subdir: null" in text and "dir: ." in text
 
 
-def test_missing_checkpoint_is_one_clear_message():
-    from prefexp.evaluate import to_settings
+def test_exactly_one_entry(tmp_path):
+    for overrides in ([], ["checkpoint=/r", "hf_model=gpt2"]):
+        with pytest.raises(C.EvalConfigError, match="give exactly one of checkpoint=.*model=.*outputs=.*annotations="):
+            C.validate(settings(overrides))
+    assert C.entry_of(settings(["hf_model=/m"])) == ("hf_model", "/m")
 
-    with pytest.raises(C.EvalConfigError, match="checkpoint is not set"):
-        to_settings(compose([]))
+
+def test_entry_specific_problems(tmp_path, judge_key):
+    s = settings([f"annotations={tmp_path / 'none.json'}", "eval=sandbox"])
+    with pytest.raises(C.EvalConfigError) as err:
+        C.validate(s)
+    assert "is not a file" in str(err.value) and "eval=sandbox evaluates a prefexp checkpoint" in str(err.value)
+    # scoring existing judgments needs no judge (no key, no endpoint)
+    judgments = tmp_path / "j.jsonl"
+    judgments.write_text("{}\n")
+    C.validate(settings([f"annotations={judgments}", "eval=mt_bench", "eval.judge.api_key_env=PREFEXP_UNSET_VAR"]))
+    with pytest.raises(C.EvalConfigError, match="chat_template is only used with hf_model="):
+        C.validate(settings([f"outputs={judgments}", "eval=mt_bench", "chat_template=x",
+                             f"eval.judge.api_key_env={judge_key}"]))
 
 
 @pytest.mark.parametrize("override", ["eval.no_such_key=1", "eval.judge.no_such=1", "no_such=1",

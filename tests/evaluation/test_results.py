@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import importlib
+import json
 import pkgutil
 
 import pytest
@@ -28,8 +29,17 @@ def test_summary_line():
     res = {"benchmark": "alpaca_eval", "model_name": "run-step7", "n_items": 4,
            "metrics": {"win_rate": 12.5, "length_controlled_winrate": None, "standard_error": 1.25},
            "judge": {"model": "gpt-4-1106-preview"}}
-    assert results.summary_line(res) == ("alpaca_eval run-step7: win_rate=12.500 length_controlled_winrate=n/a "
-                                         "standard_error=1.250 (n=4, judge gpt-4-1106-preview)")
+    assert results.summary_line(res) == ("alpaca_eval run-step7: win_rate=12.50 length_controlled_winrate=n/a "
+                                         "standard_error=1.25 (n=4, judge gpt-4-1106-preview)")
+
+
+def test_summary_line_says_subset_and_failures():
+    res = {"benchmark": "mt_bench", "model_name": "m", "n_items": 8, "subset": {"n": 8, "of": 80},
+           "metrics": {"score": 6.125, "turn_1": 6.5, "turn_2": 5.75, "n_unparseable": 0, "n_failed": 2},
+           "judge": {"model": "gpt-4"}}
+    assert results.summary_line(res) == (
+        "mt_bench m: score=6.125000 turn_1=6.500000 turn_2=5.750000 n_unparseable=0 (n=8 of 80: subset, "
+        "not comparable to full-set numbers; 2 judgment(s) failed, left out, judge gpt-4)")
 
 
 def test_no_wandb_run_is_a_note_not_an_error(tmp_path):
@@ -38,20 +48,29 @@ def test_no_wandb_run_is_a_note_not_an_error(tmp_path):
 
 
 def test_metrics_join_the_training_runs_offline_wandb(tmp_path, monkeypatch):
-    """Training's offline run (created here as train.py does, dir=<run dir>) is resumed by id;
-    the summary update lands in a new offline segment of the same run (synced together)."""
-    wandb = pytest.importorskip("wandb")
-    monkeypatch.setenv("WANDB_MODE", "offline")
+    """Training's run (started by prefexp.logger.start_wandb, which records its identity in the
+    run dir) is reopened by project + id; the eval keys land in that run's summary, read back from
+    the offline run files."""
+    pytest.importorskip("wandb")
+    import wandb
+
+    from prefexp.config.schema import LoggerConfig
+    from prefexp.logger import start_wandb
+    from tests.evaluation.wandb_records import run_identity, summary
+
     monkeypatch.setenv("WANDB_SILENT", "true")
-    run = wandb.init(project="prefexp-test", dir=str(tmp_path), mode="offline")
+    cfg = LoggerConfig(project="prefexp-evaltest", mode="offline")
+    run = start_wandb(cfg, {"loss": {"name": "dpo"}}, tmp_path, "train-run", [])
     run_id = run.id
     run.log({"train/loss": 0.5})
     run.finish()
-    assert results.find_wandb_run(tmp_path)[0] == run_id
+    wandb.teardown()
+    assert json.loads((tmp_path / "wandb_run.json").read_text())["id"] == run_id
 
     note = results.log_to_wandb(tmp_path, "mt_bench", {"score": 6.25, "per_category": {"math": 3.0}})
-    assert note.startswith(f"added to W&B run {run_id}")
-    segments = sorted((tmp_path / "wandb").glob(f"offline-run-*-{run_id}*/run-{run_id}.wandb"))
+    assert note.startswith(f"added to W&B run {run_id} (prefexp-evaltest;")
+    segments = sorted((tmp_path / "wandb").glob(f"offline-run-*-{run_id}/run-{run_id}.wandb"))
     assert len(segments) == 2
-    data = b"".join(p.read_bytes() for p in segments)
-    assert b"eval/mt_bench/score" in data and b"eval/mt_bench/per_category/math" in data
+    assert [run_identity(p) for p in segments] == [{"id": run_id, "project": "prefexp-evaltest", "entity": ""}] * 2
+    merged = summary(segments)
+    assert merged["eval/mt_bench/score"] == 6.25 and merged["eval/mt_bench/per_category/math"] == 3.0
