@@ -52,7 +52,7 @@ def load_hf(path: str, split: str, on_invalid: str = "error") -> list[dict]:
 
 
 def rename_columns(rows: list[dict], columns: ColumnMap) -> list[dict]:
-    """Apply ``dataset.columns`` (field -> the source's column name); a missing column stays missing
+    """Apply ``dataset.columns`` (field <- the source's column, copied); a missing column stays missing
     and the row error names both (``records.to_pairs`` reads ``row.renamed``)."""
     mapping = {field: column for field, column in vars(columns).items() if column is not None and column != field}
     if not mapping:

@@ -64,36 +64,57 @@ def test_old_fallback_broke_the_prefix_property(gpt2):
     assert joint[: len(alone)] != alone
 
 
-@pytest.mark.parametrize("name,end", [("plain", None), ("chatml", "<|im_end|>"), ("zephyr", "<|endoftext|>"),
-                                      ("llama3", "<|eot_id|>")])
-def test_responses_end_with_the_templates_end_of_turn_as_trl(gpt2, name, end):
-    """TRL 1.16's conversational completion is rendered(prompt + reply) minus rendered(prompt): it ends
-    with the template's end of turn. Ours is the same text without trailing whitespace; a template
-    without a marker (plain) gets EOS, where TRL would end on whitespace and never teach stopping."""
-    from trl.data_utils import apply_chat_template
+def trl_completion(tokenizer, prompt, reply) -> tuple[str, str]:
+    """TRL 1.16's rendering of conversational preference data (trl/data_utils.py apply_chat_template):
+    prompt = the template with the generation prompt; completion = rendered(prompt + reply) minus
+    the common prefix with it. Written out here because importing trl costs ~10 s of CPU; the slow
+    test below checks it against trl itself."""
+    from itertools import takewhile
 
+    rendered = tokenizer.apply_chat_template(prompt, tokenize=False, add_generation_prompt=True)
+    full = tokenizer.apply_chat_template(prompt + [{"role": "assistant", "content": reply}], tokenize=False)
+    rendered = "".join(x for x, _ in takewhile(lambda x: x[0] == x[1], zip(rendered, full)))
+    return rendered, full[len(rendered):]
+
+
+CASES = [("plain", None), ("chatml", "<|im_end|>"), ("zephyr", "<|endoftext|>"), ("llama3", "<|eot_id|>")]
+
+
+@pytest.mark.parametrize("name,end", CASES)
+def test_responses_end_with_the_templates_end_of_turn_as_trl(gpt2, name, end):
+    """TRL's conversational completion ends with the template's end of turn. Ours is the same text
+    without trailing whitespace; a template without a marker (plain) gets EOS, where TRL would end
+    on whitespace and never teach the model to stop."""
     ensure_chat_template(gpt2, name)
     reply = "It is blue."
-    trl = apply_chat_template({"prompt": USER, "chosen": [{"role": "assistant", "content": reply}],
-                               "rejected": [{"role": "assistant", "content": "Green."}]}, gpt2)
+    prompt_text, completion = trl_completion(gpt2, USER, reply)
     ours = gpt2.decode(response_ids(gpt2, reply))
-    assert ours == (trl["chosen"].rstrip() if end is not None else reply + gpt2.eos_token)
+    assert ours == (completion.rstrip() if end is not None else reply + gpt2.eos_token)
     assert end_of_turn_text(gpt2) == (end or "")
-    assert trl["prompt"] == gpt2.apply_chat_template(USER, add_generation_prompt=True, tokenize=False)
+    assert prompt_text == gpt2.apply_chat_template(USER, add_generation_prompt=True, tokenize=False)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", [c[0] for c in CASES] + ["sandbox"])
+def test_trl_completion_is_what_trl_renders(gpt2, name):
+    from trl.data_utils import apply_chat_template
+
+    tok = sandbox_tokenizer() if name == "sandbox" else gpt2
+    ensure_chat_template(tok, None if name == "sandbox" else name)
+    trl = apply_chat_template({"prompt": USER, "chosen": [{"role": "assistant", "content": "It is blue."}],
+                               "rejected": [{"role": "assistant", "content": "Green."}]}, tok)
+    assert (trl["prompt"], trl["chosen"]) == trl_completion(tok, USER, "It is blue.")
 
 
 def test_sandbox_template_ends_with_eos_as_before():
-    """The sandbox template closes assistant turns with EOS: its responses keep reply + [eos]."""
-    from trl.data_utils import apply_chat_template
-
+    """The sandbox template closes assistant turns with EOS: its responses keep reply + [eos], which
+    is also TRL's completion for it."""
     tok = sandbox_tokenizer()
     ensure_chat_template(tok)
     assert end_of_turn_ids(tok) == [tok.eos_token_id]
     assert response_ids(tok, "1 3") == tok("1 3", add_special_tokens=False)["input_ids"] + [tok.eos_token_id]
-    trl = apply_chat_template({"prompt": [{"role": "user", "content": "sort: 3 1"}],
-                               "chosen": [{"role": "assistant", "content": "1 3"}],
-                               "rejected": [{"role": "assistant", "content": "3 1"}]}, tok)
-    assert trl["chosen"] == "1 3<eos>"
+    prompt = [{"role": "user", "content": "sort: 3 1"}]
+    assert trl_completion(tok, prompt, "1 3") == ("<bos><|user|>sort: 3 1\n<|assistant|>", "1 3<eos>")
 
 
 def test_chat_template_from_a_file_and_bad_values(gpt2, tmp_path):
