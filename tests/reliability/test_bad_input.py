@@ -164,3 +164,18 @@ def test_cli_subprocess(tmp_path):
 def test_every_case_through_the_cli(case, tmp_path):
     args, path = setup(case, tmp_path)
     check(case, path, *run_cli(args))
+
+
+@pytest.mark.parametrize("name", ["pairs.jsonl.gz", "pairs.json"])
+def test_gzip_and_json_array_files_are_read_like_jsonl(name, tmp_path, capsys):
+    """Once tracebacks (UnicodeDecodeError, JSONDecodeError): now the same rows as a .jsonl file."""
+    path = tmp_path / name
+    rows = [ROW, OTHER, {**OTHER, "prompt": "4+4?", "chosen": "8"}]
+    path.write_bytes(gzip.compress(jsonl(*rows)) if name.endswith(".gz") else json.dumps(rows, indent=1).encode())
+    run = tmp_path / "run"
+    code, stderr = run_in_process(["dataset=jsonl", f"dataset.path={path}", "dry_run=true", "logger=none",
+                                   f"hydra.run.dir={run}"], capsys)
+    assert code == 0, stderr[-2000:]
+    plan = [json.loads(line) for line in (run / "routing_plan.jsonl").read_text().splitlines()]
+    # margins 7, 4, 4: easy to hard, ties by original row
+    assert [(p["index"], p["margin"]) for p in plan] == [(0, 7.0), (1, 4.0), (2, 4.0)]
