@@ -12,7 +12,7 @@ import logging
 from pathlib import Path
 
 from ..config.schema import ColumnMap, DatasetConfig
-from .files import SourceRow, check_data_file, read_data_file
+from .files import DataFileError, SourceRow, check_data_file, read_data_file
 
 log = logging.getLogger(__name__)
 
@@ -42,12 +42,18 @@ def load_hf(path: str, split: str, on_invalid: str = "error") -> list[dict]:
         return read_data_file(local, on_invalid)
     import datasets
 
-    if local.is_dir() and not (local / "dataset_info.json").exists():
-        # A folder of data files, e.g. <dir>/<split>.jsonl or <dir>/<split>-*.parquet: let datasets
-        # resolve splits from file names exactly as it does for a hub repo.
-        ds = datasets.load_dataset(str(local), split=split)
-    else:
-        ds = datasets.load_dataset(path, split=split)
+    try:
+        if local.is_dir() and not (local / "dataset_info.json").exists():
+            # A folder of data files, e.g. <dir>/<split>.jsonl or <dir>/<split>-*.parquet: let datasets
+            # resolve splits from file names exactly as it does for a hub repo.
+            ds = datasets.load_dataset(str(local), split=split)
+        else:
+            ds = datasets.load_dataset(path, split=split)
+    except (FileNotFoundError, ValueError, ConnectionError, OSError) as exc:  # DatasetNotFoundError is a FileNotFoundError
+        reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise DataFileError(f"dataset.path={path!r} split={split!r}: not a local file, and datasets cannot load it "
+                            f"({type(exc).__name__}: {reason}); check the name and dataset.split, or pass a local "
+                            f"file") from None
     return _numbered(ds, f"{split} row")
 
 

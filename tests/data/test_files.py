@@ -81,3 +81,11 @@ def test_a_directory_or_missing_path_is_named(tmp_path):
         read_data_file(tmp_path)
     with pytest.raises(DataFileError, match="does not exist"):
         read_data_file(tmp_path / "nope.jsonl")
+
+
+def test_a_hub_name_that_cannot_be_loaded_is_one_input_error():
+    """Neither a local path nor a loadable hub dataset (the tests run with HF_DATASETS_OFFLINE=1)."""
+    from prefexp.data.sources import load_hf
+
+    with pytest.raises(DataFileError, match=r"dataset.path='someorg/no-such-set' split='train': not a local file"):
+        load_hf("someorg/no-such-set", "train")
