@@ -114,8 +114,10 @@ def to_pair(row: dict, index: int, require_scores: bool) -> PreferencePair:
         raise ValueError("chosen and rejected responses are identical")
     score_c, score_r = _score(row, "score_chosen"), _score(row, "score_rejected")
     if require_scores and (score_c is None or score_r is None):
-        missing = _field_name(row, "score_chosen" if score_c is None else "score_rejected")
-        raise ValueError(f"missing field {missing}: {UNSCORED_FIX}")
+        key = "score_chosen" if score_c is None else "score_rejected"
+        if key in getattr(row, "renamed", {}):  # a mapped column absent from this row: a bad row, not unscored data
+            raise ValueError(f"missing field {_field_name(row, key)}")
+        raise ValueError(f"missing field '{key}': {UNSCORED_FIX}")
     extra = {k: row[k] for k in ("responses", "rater_scores", "gold_scores", "gold_chosen", "gold_rejected") if k in row}
     return PreferencePair(index, prompt, chosen, rejected, score_c, score_r, extra)
 
