@@ -34,6 +34,14 @@ class ConfigError(ValueError):
     """Raised with every problem of a config, one per line."""
 
 
+def format_errors(errors: list[str]) -> str:
+    """One problem: one line (the entry point prints ``error: invalid config: <problem>``); several:
+    a list, one problem per line, so none hides behind another."""
+    if len(errors) == 1:
+        return f"invalid config: {errors[0]}"
+    return "invalid config:\n  - " + "\n  - ".join(errors)
+
+
 @dataclass
 class Settings:
     """The validated config: typed groups plus the loss object, built once."""
@@ -223,7 +231,7 @@ def validate(cfg: DictConfig) -> Settings:
     errors.extend(check_group_settings(c.dataset))
 
     if errors:
-        raise ConfigError("invalid config:\n  - " + "\n  - ".join(errors))
+        raise ConfigError(format_errors(errors))
     for w in warnings:
         log.warning(w)
     return Settings(config=c, loss=loss, loss_name=loss_name, warnings=warnings)

@@ -103,3 +103,20 @@ def test_sweep_job_dir_names_stay_valid_file_names():
     assert "/" not in short_dirname("dataset.path=/data/x.jsonl")
     cfg = compose(["paths.run_dir=/tmp/x"])
     assert "prefexp_short" in OmegaConf.to_yaml(cfg.hydra.sweep, resolve=False)
+
+
+def test_one_problem_is_one_line_several_are_listed():
+    cfg = compose(["trainer.learning_rate=-1"])
+    HydraConfig.instance().set_config(cfg)
+    with pytest.raises(ConfigError) as err:
+        validate(cfg)
+    assert str(err.value) == ("invalid config: trainer.learning_rate=-1.0 must be a finite number > 0; "
+                              "pass e.g. trainer.learning_rate=5e-7")
+    cfg = compose(["trainer.learning_rate=-1", "+trainer.max_stepz=3"])
+    HydraConfig.instance().set_config(cfg)
+    with pytest.raises(ConfigError) as err:
+        validate(cfg)
+    assert str(err.value).splitlines() == [
+        "invalid config:",
+        "  - trainer.max_stepz=3 is not a config key; did you mean trainer.max_steps?",
+        "  - trainer.learning_rate=-1.0 must be a finite number > 0; pass e.g. trainer.learning_rate=5e-7"]

@@ -62,7 +62,7 @@ def test_a_failed_point_is_reported_and_the_sweep_goes_on(tiny, tmp_path):
     summary = json.loads((sweep / "sweep_summary.json").read_text())
     assert (summary["jobs"], summary["ok"], summary["failed"]) == (2, 1, 1)
     failed, ok = summary["runs"]
-    assert failed["status"] == "failed" and failed["error"].startswith("ConfigError: invalid config: - tau=99.0 is outside")
+    assert failed["status"] == "failed" and failed["error"].startswith("ConfigError: invalid config: tau=99.0 is outside")
     assert "Traceback" in (sweep / failed["dir"] / "FAILED").read_text()
     assert ok["status"] == "ok" and (sweep / ok["dir"] / "routing_plan.jsonl").exists()
     report = (sweep / "report.md").read_text()
