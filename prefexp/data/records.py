@@ -23,10 +23,10 @@ log = logging.getLogger(__name__)
 
 Messages = list[dict[str, str]]
 ROLES = ("system", "user", "assistant", "tool")
-UNSCORED_FIX = ("the difficulty metric 'rating' (router.metric=rating, read by the router and the curriculum) orders "
-                "pairs by score. For unscored data pass curriculum=none router=none (a seeded shuffle, no routing), "
-                "or map the score columns with dataset.columns.score_chosen=<column> "
-                "dataset.columns.score_rejected=<column>")
+UNSCORED_FIX = ("the difficulty metric 'rating' (router.metric=rating: read by the router, the curriculum and "
+                "margin losses such as mixdpo) orders pairs by score. For unscored data pass curriculum=none "
+                "router=none with a loss that takes no margins (e.g. loss=dpo), or map the score columns with "
+                "dataset.columns.score_chosen=<column> dataset.columns.score_rejected=<column>")
 
 
 class InvalidRowError(InputError):
