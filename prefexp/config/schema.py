@@ -37,6 +37,9 @@ class ModelConfig:
     name_or_path: str = MISSING
     dtype: str = "float32"  # float32 | bfloat16 | float16
     trust_remote_code: bool = False
+    # null = the tokenizer's own template ("plain" when it has none); else a built-in name
+    # (prefexp/data/chat_templates/*.jinja: plain, chatml, zephyr, llama3) or a .jinja file
+    chat_template: Optional[str] = None
     sandbox: SandboxModelSpec = field(default_factory=SandboxModelSpec)
 
 
@@ -51,9 +54,21 @@ class SandboxDataSpec:
 
 
 @dataclass
+class ColumnMap:
+    """``dataset.columns``: which source column holds each field (null = the field's own name).
+    E.g. argilla's UltraFeedback: ``dataset.columns.score_chosen=rating_chosen``."""
+
+    prompt: Optional[str] = None
+    chosen: Optional[str] = None
+    rejected: Optional[str] = None
+    score_chosen: Optional[str] = None
+    score_rejected: Optional[str] = None
+
+
+@dataclass
 class DatasetConfig:
     source: str = MISSING  # sandbox | hf | jsonl
-    path: Optional[str] = None  # hub name, local dataset folder, or .jsonl file
+    path: Optional[str] = None  # hub name, local dataset folder, or a .jsonl/.jsonl.gz/.json/.parquet file
     split: str = "train"
     max_rows: Optional[int] = None
     on_invalid: str = "error"  # error | skip
@@ -65,7 +80,9 @@ class DatasetConfig:
     group_positive: str = "best"  # best | threshold; used by multi-response losses
     group_positive_min: Optional[float] = None
     # multi-response rows -> pairs (prefexp.data.groups, docs/multi_response.md)
-    layout: str = "pairs"  # pairs | ultrafeedback_raw (openbmb/UltraFeedback: K rated completions)
+    columns: ColumnMap = field(default_factory=ColumnMap)
+    # pairs | ultrafeedback_raw (openbmb/UltraFeedback: K rated completions) | hh_rlhf (two transcripts)
+    layout: str = "pairs"
     pair_rule: str = "best_vs_random"  # best_vs_random | best_vs_worst | all_in_band
     pair_band_low: Optional[float] = None  # all_in_band: inclusive margin bounds, None = unbounded
     pair_band_high: Optional[float] = None

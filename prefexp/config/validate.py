@@ -1,6 +1,7 @@
 """Validate a composed training config once, at the entry point, and return typed settings.
 
-Hydra's schema already rejected unknown keys and wrong types. This adds the semantic rules and
+Hydra's schema already rejected wrong types and unknown keys set without ``+``; keys added with
+``+`` are checked here (``keys.py``), with the paths and ranges of ``inputs.py``. This adds the semantic rules and
 collects every problem into one message (torchtune style): each line names the key, the value
 and the fix. Nothing heavy is loaded here, so a bad config fails in seconds.
 """
@@ -15,6 +16,8 @@ from typing import Any
 from hydra.utils import get_class
 from omegaconf import DictConfig, OmegaConf, open_dict
 
+from .inputs import check_inputs
+from .keys import unknown_keys
 from .schema import TrainConfig
 
 log = logging.getLogger(__name__)
@@ -29,6 +32,14 @@ PRECISIONS = ("fp32", "bf16", "fp16")
 
 class ConfigError(ValueError):
     """Raised with every problem of a config, one per line."""
+
+
+def format_errors(errors: list[str]) -> str:
+    """One problem: one line (the entry point prints ``error: invalid config: <problem>``); several:
+    a list, one problem per line, so none hides behind another."""
+    if len(errors) == 1:
+        return f"invalid config: {errors[0]}"
+    return "invalid config:\n  - " + "\n  - ".join(errors)
 
 
 @dataclass
@@ -153,6 +164,7 @@ def validate(cfg: DictConfig) -> Settings:
     job_cfg = cfg.copy()
     with open_dict(job_cfg):
         job_cfg.pop("hydra", None)  # composed in tests with return_hydra_config; not part of the job
+    errors.extend(unknown_keys(job_cfg, TrainConfig))  # keys added with + that no schema declares
     c: TrainConfig = OmegaConf.to_object(job_cfg)  # type: ignore[assignment]
 
     def one_of(key: str, value: str, allowed: tuple[str, ...]) -> None:
@@ -177,6 +189,7 @@ def validate(cfg: DictConfig) -> Settings:
     if c.trainer.max_steps == 0 or c.trainer.max_steps < -1:
         errors.append(f"trainer.max_steps={c.trainer.max_steps} must be -1 (no cap) or >= 1")
 
+    check_inputs(c, errors)  # paths, ranges, the device: before any model or data loads
     _check_scaling(c, errors)
 
     one_of("router.on_selected", c.router.on_selected, ACTIONS)
@@ -218,7 +231,7 @@ def validate(cfg: DictConfig) -> Settings:
     errors.extend(check_group_settings(c.dataset))
 
     if errors:
-        raise ConfigError("invalid config:\n  - " + "\n  - ".join(errors))
+        raise ConfigError(format_errors(errors))
     for w in warnings:
         log.warning(w)
     return Settings(config=c, loss=loss, loss_name=loss_name, warnings=warnings)

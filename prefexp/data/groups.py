@@ -28,7 +28,7 @@ from .ultrafeedback_raw import ULTRAFEEDBACK_SCORE_KEYS
 
 log = logging.getLogger(__name__)
 
-LAYOUTS = ("pairs", "ultrafeedback_raw")
+LAYOUTS = ("pairs", "ultrafeedback_raw", "hh_rlhf")
 PAIR_RULES = ("best_vs_random", "best_vs_worst", "all_in_band")
 GROUP_POSITIVE_RULES = ("best", "threshold")
 
@@ -125,11 +125,12 @@ def expand_groups(rows: Sequence[dict], rule: str, seed: int, band_low: Optional
         except (ValueError, KeyError, TypeError, AttributeError) as exc:
             problem = str(exc)
         if problem is not None:
+            where = getattr(raw, "where", "") or f"row {n + 1}"  # 1-based: a file's line, else the row
             if on_invalid != "skip":
-                raise InvalidRowError(f"{source}, row {n}: {problem}. Fix the row, or pass "
+                raise InvalidRowError(f"{source}, {where}: {problem}. Fix the row, or pass "
                                       "dataset.on_invalid=skip to skip such rows")
             skipped += 1
-            log.warning("skipping %s row %d: %s", source, n, problem)
+            log.warning("skipping %s, %s: %s", source, where, problem)
             continue
         dropped += group.get("dropped_responses", 0)
         rng = random.Random(f"pairs-{seed}-{n}")

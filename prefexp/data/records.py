@@ -1,9 +1,12 @@
 """Preference rows: normalise text or chat-message fields, and reject bad rows by name.
 
-Every source (sandbox, hub, jsonl) yields plain dicts; this module turns them into
+Every source (sandbox, hub, local file) yields plain dicts; this module turns them into
 :class:`PreferencePair` objects. A bad row (missing field, empty response, identical chosen and
-rejected, NaN or non-numeric score) raises :class:`InvalidRowError` naming the source and row,
-or, with ``on_invalid="skip"``, is counted and logged. Nothing is dropped silently.
+rejected, NaN, boolean or non-numeric score, unknown chat role) raises :class:`InvalidRowError`
+naming the source and the row's 1-based place (``line N`` of a file, else ``row N``), or, with
+``on_invalid="skip"``, is counted and logged. Duplicate rows are kept, counted and reported (a
+dataset may repeat a pair on purpose; dropping it would change the data's weighting silently).
+Nothing is dropped silently.
 """
 from __future__ import annotations
 
@@ -14,10 +17,16 @@ from dataclasses import dataclass, field
 from typing import Any, Iterable, Optional
 
 from ..errors import InputError
+from .files import not_an_object
 
 log = logging.getLogger(__name__)
 
 Messages = list[dict[str, str]]
+ROLES = ("system", "user", "assistant", "tool")
+UNSCORED_FIX = ("the difficulty metric 'rating' (router.metric=rating: read by the router, the curriculum and "
+                "margin losses such as mixdpo) orders pairs by score. For unscored data pass curriculum=none "
+                "router=none with a loss that takes no margins (e.g. loss=dpo), or map the score columns with "
+                "dataset.columns.score_chosen=<column> dataset.columns.score_rejected=<column>")
 
 
 class InvalidRowError(InputError):
@@ -35,15 +44,28 @@ class PreferencePair:
     extra: dict[str, Any] = field(default_factory=dict)  # e.g. all K responses and their scores
 
 
+def _messages(value: list, what: str) -> Messages:
+    out = []
+    for n, m in enumerate(value, start=1):
+        if not isinstance(m, dict) or "role" not in m or "content" not in m:
+            raise ValueError(f"'{what}' message {n} must be an object with 'role' and 'content'")
+        if m["role"] not in ROLES:
+            raise ValueError(f"'{what}' message {n} has unknown chat role {m['role']!r}; roles are {list(ROLES)}")
+        if not isinstance(m["content"], str):
+            raise ValueError(f"'{what}' message {n} content must be a string, got {type(m['content']).__name__}")
+        out.append({"role": m["role"], "content": m["content"]})
+    return out
+
+
 def _split_conversation(value: Any, what: str) -> tuple[Optional[Messages], str]:
     """Return (context messages or None, final assistant text) of a text or message-list field."""
     if isinstance(value, str):
         return None, value
-    if isinstance(value, list) and value and all(isinstance(m, dict) for m in value):
-        last = value[-1]
-        if last.get("role") != "assistant":
-            raise ValueError(f"'{what}' message list must end with an assistant turn, got role={last.get('role')!r}")
-        return [dict(role=m["role"], content=m["content"]) for m in value[:-1]], str(last.get("content", ""))
+    if isinstance(value, list) and value:
+        messages = _messages(value, what)
+        if messages[-1]["role"] != "assistant":
+            raise ValueError(f"'{what}' message list must end with an assistant turn, got role={messages[-1]['role']!r}")
+        return messages[:-1], messages[-1]["content"]
     raise ValueError(f"'{what}' must be a string or a list of chat messages, got {type(value).__name__}")
 
 
@@ -51,7 +73,9 @@ def _score(row: dict, key: str) -> Optional[float]:
     if key not in row or row[key] is None:
         return None
     value = row[key]
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
+    if isinstance(value, bool):  # float(True) == 1.0 would pass as a rating
+        raise ValueError(f"'{key}'={value!r} is a boolean, not a number")
+    if not isinstance(value, (int, float)):
         try:
             value = float(value)
         except (TypeError, ValueError):
@@ -63,16 +87,21 @@ def _score(row: dict, key: str) -> Optional[float]:
 
 def to_pair(row: dict, index: int, require_scores: bool) -> PreferencePair:
     """Normalise one row. Raises ValueError with the reason (the caller adds file and row)."""
+    if "_layout_error" in row:
+        raise ValueError(row["_layout_error"])
+    problem = not_an_object(row)
+    if problem:
+        raise ValueError(problem)
     for key in ("prompt", "chosen", "rejected"):
         if key not in row or row[key] is None:
-            raise ValueError(f"missing field '{key}'")
+            raise ValueError(f"missing field {_field_name(row, key)}")
     context_c, chosen = _split_conversation(row["chosen"], "chosen")
     context_r, rejected = _split_conversation(row["rejected"], "rejected")
     prompt_value = row["prompt"]
     if isinstance(prompt_value, str):
         prompt = context_c if context_c else [{"role": "user", "content": prompt_value}]
-    elif isinstance(prompt_value, list):
-        prompt = [dict(role=m["role"], content=m["content"]) for m in prompt_value]
+    elif isinstance(prompt_value, list) and prompt_value:
+        prompt = _messages(prompt_value, "prompt")
     else:
         raise ValueError(f"'prompt' must be a string or a list of chat messages, got {type(prompt_value).__name__}")
     if not any(m["content"].strip() for m in prompt):
@@ -85,28 +114,64 @@ def to_pair(row: dict, index: int, require_scores: bool) -> PreferencePair:
         raise ValueError("chosen and rejected responses are identical")
     score_c, score_r = _score(row, "score_chosen"), _score(row, "score_rejected")
     if require_scores and (score_c is None or score_r is None):
-        raise ValueError("missing field 'score_chosen' or 'score_rejected' (needed by the difficulty metric 'rating')")
+        key = "score_chosen" if score_c is None else "score_rejected"
+        if key in getattr(row, "renamed", {}):  # a mapped column absent from this row: a bad row, not unscored data
+            raise ValueError(f"missing field {_field_name(row, key)}")
+        raise ValueError(f"missing field '{key}': {UNSCORED_FIX}")
     extra = {k: row[k] for k in ("responses", "rater_scores", "gold_scores", "gold_chosen", "gold_rejected") if k in row}
     return PreferencePair(index, prompt, chosen, rejected, score_c, score_r, extra)
 
 
+def _field_name(row: dict, key: str) -> str:
+    """``'score_chosen'``, or ``'rating_chosen' (dataset.columns.score_chosen)`` under a column mapping."""
+    column = getattr(row, "renamed", {}).get(key)
+    return f"'{key}'" if column is None else f"'{column}' (dataset.columns.{key}={column})"
+
+
+def _where(row: dict, index: int) -> str:
+    """The row's 1-based place: ``line N`` of a file (blank lines counted), else ``row N``."""
+    return getattr(row, "where", "") or f"row {index + 1}"
+
+
+def _identity(pair: PreferencePair) -> tuple:
+    return (tuple((m["role"], m["content"]) for m in pair.prompt), pair.chosen, pair.rejected)
+
+
 def to_pairs(rows: Iterable[dict], source: str, on_invalid: str, require_scores: bool) -> list[PreferencePair]:
-    """Normalise every row; ``on_invalid`` is "error" (stop at the first bad row) or "skip"."""
+    """Normalise every row; ``on_invalid`` is "error" (stop at the first bad row) or "skip".
+
+    ``PreferencePair.index`` counts the rows read (0-based; the stable id of every ordering); messages
+    name the row's 1-based line or row. Duplicates (same prompt, chosen and rejected) are kept and
+    reported with the line of each first occurrence.
+    """
     pairs: list[PreferencePair] = []
     skipped: Counter[str] = Counter()
+    seen: dict[tuple, str] = {}
+    duplicates: list[str] = []
     for index, row in enumerate(rows):
+        where = _where(row, index)
         try:
-            pairs.append(to_pair(row, index, require_scores))
+            pair = to_pair(row, index, require_scores)
         except (ValueError, KeyError, TypeError) as exc:
             reason = str(exc)
             if on_invalid != "skip":
-                raise InvalidRowError(
-                    f"{source}, row {index}: {reason}. Fix the row, or pass dataset.on_invalid=skip to skip such rows"
-                ) from None
-            skipped[reason] += 1
-            log.warning("skipping %s row %d: %s", source, index, reason)
+                fix = "" if UNSCORED_FIX in reason else ". Fix the row, or pass dataset.on_invalid=skip to skip such rows"
+                raise InvalidRowError(f"{source}, {where}: {reason}{fix}") from None
+            skipped[reason.split(":")[0]] += 1
+            log.warning("skipping %s, %s: %s", source, where, reason)
+            continue
+        pairs.append(pair)
+        key = _identity(pair)
+        if key in seen:
+            duplicates.append(f"{where} = {seen[key]}")
+        else:
+            seen[key] = where
     if skipped:
         log.warning("skipped %d invalid row(s) of %s: %s", sum(skipped.values()), source, dict(skipped))
+    if duplicates:
+        log.warning("%s: %d duplicate row(s) (same prompt, chosen and rejected), kept: %s%s", source, len(duplicates),
+                    "; ".join(duplicates[:5]), " ..." if len(duplicates) > 5 else "")
     if not pairs:
-        raise InvalidRowError(f"{source}: no valid rows")
+        hint = f" ({UNSCORED_FIX})" if any("score" in r for r in skipped) else ""
+        raise InvalidRowError(f"{source}: no valid rows; skipped {sum(skipped.values())}: {dict(skipped)}{hint}")
     return pairs

@@ -12,7 +12,7 @@ from tests.conftest import compose
 GROUPS = ["model", "dataset", "loss", "router", "curriculum", "trainer", "logger", "paths", "experiment", "debug",
           "deepspeed", "reward_model", "token_cleaning"]
 # Exactly the option files each group holds: a file added or lost shows up here.
-COUNTS = {"model": 2, "dataset": 4, "loss": 23, "router": 4, "curriculum": 3, "trainer": 1, "logger": 2, "paths": 1,
+COUNTS = {"model": 2, "dataset": 5, "loss": 23, "router": 4, "curriculum": 3, "trainer": 1, "logger": 2, "paths": 1,
           "experiment": 11, "debug": 1, "deepspeed": 4, "reward_model": 2, "token_cleaning": 3}
 
 
@@ -36,7 +36,7 @@ def _required(group: str, option: str) -> list[str]:
     if (group, option) == ("model", "hf"):
         extra.append("model.name_or_path=some/model")
     if (group, option) == ("dataset", "jsonl"):
-        extra.append("dataset.path=/tmp/x.jsonl")
+        extra.append(f"dataset.path={__file__}")  # an existing file: validation checks the path
     return extra
 
 
@@ -103,3 +103,20 @@ def test_sweep_job_dir_names_stay_valid_file_names():
     assert "/" not in short_dirname("dataset.path=/data/x.jsonl")
     cfg = compose(["paths.run_dir=/tmp/x"])
     assert "prefexp_short" in OmegaConf.to_yaml(cfg.hydra.sweep, resolve=False)
+
+
+def test_one_problem_is_one_line_several_are_listed():
+    cfg = compose(["trainer.learning_rate=-1"])
+    HydraConfig.instance().set_config(cfg)
+    with pytest.raises(ConfigError) as err:
+        validate(cfg)
+    assert str(err.value) == ("invalid config: trainer.learning_rate=-1.0 must be a finite number > 0; "
+                              "pass e.g. trainer.learning_rate=5e-7")
+    cfg = compose(["trainer.learning_rate=-1", "+trainer.max_stepz=3"])
+    HydraConfig.instance().set_config(cfg)
+    with pytest.raises(ConfigError) as err:
+        validate(cfg)
+    assert str(err.value).splitlines() == [
+        "invalid config:",
+        "  - trainer.max_stepz=3 is not a config key; did you mean trainer.max_steps?",
+        "  - trainer.learning_rate=-1.0 must be a finite number > 0; pass e.g. trainer.learning_rate=5e-7"]

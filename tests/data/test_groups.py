@@ -118,7 +118,7 @@ def test_bad_group_rows_raise_or_are_skipped(bad, reason, caplog):
     rows = [group("p0", [1.0, 2.0]), bad, group("p2", [3.0, 1.0])]
     with pytest.raises(InvalidRowError) as err:
         expand_groups(rows, "best_vs_worst", 0, None, None, "groups.jsonl")
-    assert "groups.jsonl, row 1" in str(err.value) and reason in str(err.value)
+    assert "groups.jsonl, row 2" in str(err.value) and reason in str(err.value)
     with caplog.at_level(logging.WARNING, logger="prefexp.data.groups"):
         pairs = expand_groups(rows, "best_vs_worst", 0, None, None, "groups.jsonl", on_invalid="skip")
     assert [p["chosen"] for p in pairs] == ["p0-1", "p2-0"]
@@ -185,10 +185,10 @@ def test_ultrafeedback_raw_conversion_drops_nan_and_names_bad_rows():
     assert ultrafeedback_raw_to_group(row) == {"prompt": "q", "responses": ["y", "z"], "rater_scores": [4.0, 2.0],
                                               "dropped_responses": 1}
     lonely = raw_row("r", [completion("x", 3.0, 1.0), completion("", 9.0, 1.0)])
-    with pytest.raises(InvalidRowError, match=r"uf.jsonl, row 1: a group needs >= 2 responses, got 1"):
+    with pytest.raises(InvalidRowError, match=r"uf.jsonl, row 2: a group needs >= 2 responses, got 1"):
         expand_groups([row, lonely], "best_vs_worst", 0, None, None, "uf.jsonl", to_group=ultrafeedback_raw_to_group)
     no_instruction = {"completions": []}
-    with pytest.raises(InvalidRowError, match=r"uf.jsonl, row 0: missing or empty field 'instruction'"):
+    with pytest.raises(InvalidRowError, match=r"uf.jsonl, row 1: missing or empty field 'instruction'"):
         expand_groups([no_instruction], "best_vs_worst", 0, None, None, "uf.jsonl", to_group=ultrafeedback_raw_to_group)
 
 
@@ -196,7 +196,7 @@ def test_check_group_settings_names_key_and_value():
     assert check_group_settings(DatasetConfig(source="hf")) == []
     assert check_group_settings(DatasetConfig(source="hf", layout="foo", pair_rule="bar", score_key="s",
                                               group_positive="baz")) == [
-        "dataset.layout='foo' is not one of ('pairs', 'ultrafeedback_raw')",
+        "dataset.layout='foo' is not one of ('pairs', 'ultrafeedback_raw', 'hh_rlhf')",
         "dataset.pair_rule='bar' is not one of ('best_vs_random', 'best_vs_worst', 'all_in_band')",
         "dataset.score_key='s' is not one of ('overall_score', 'fine-grained_score')",
         "dataset.group_positive='baz' is not one of ('best', 'threshold')"]

@@ -27,7 +27,7 @@ def test_bad_row_error_names_file_and_row(tmp_path, bad, reason):
     with pytest.raises(InvalidRowError) as err:
         to_pairs(load_jsonl(path), str(path), "error", require_scores=True)
     msg = str(err.value)
-    assert str(path) in msg and "row 2" in msg and reason in msg and "on_invalid=skip" in msg
+    assert str(path) in msg and "line 3" in msg and reason in msg and "on_invalid=skip" in msg
 
 
 def test_skip_counts_and_logs(caplog):

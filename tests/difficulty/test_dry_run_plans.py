@@ -130,5 +130,5 @@ def test_rating_metric_on_data_without_scores_names_the_row(tmp_path):
     path.write_text(json.dumps({"prompt": "q", "chosen": "a", "rejected": "b"}) + "\n")
     cfg = compose(["dataset=jsonl", f"dataset.path={path}", "dry_run=true", f"paths.run_dir={tmp_path}"])
     HydraConfig.instance().set_config(cfg)
-    with pytest.raises(InvalidRowError, match=r"row 0: missing field 'score_chosen'.*difficulty metric 'rating'"):
+    with pytest.raises(InvalidRowError, match=r"noscores.jsonl, line 1: missing field 'score_chosen'.*difficulty metric 'rating'"):
         train(validate(cfg), {}, tmp_path)

@@ -62,7 +62,7 @@ def test_a_failed_point_is_reported_and_the_sweep_goes_on(tiny, tmp_path):
     summary = json.loads((sweep / "sweep_summary.json").read_text())
     assert (summary["jobs"], summary["ok"], summary["failed"]) == (2, 1, 1)
     failed, ok = summary["runs"]
-    assert failed["status"] == "failed" and failed["error"].startswith("ConfigError: invalid config: - tau=99.0 is outside")
+    assert failed["status"] == "failed" and failed["error"].startswith("ConfigError: invalid config: tau=99.0 is outside")
     assert "Traceback" in (sweep / failed["dir"] / "FAILED").read_text()
     assert ok["status"] == "ok" and (sweep / ok["dir"] / "routing_plan.jsonl").exists()
     report = (sweep / "report.md").read_text()
@@ -85,14 +85,18 @@ def test_optuna_sweeper_over_beta_and_lr(tiny, tmp_path):
 
 @pytest.mark.slow
 def test_a_failing_multi_rank_job_quotes_its_ranks(tmp_path):
-    """A sweep point whose ranks fail (missing model): FAILED names the exit code and quotes rank stderr."""
+    """A sweep point whose ranks fail (a model folder transformers cannot load; a missing one is refused by
+    validation before any rank starts): FAILED names the exit code and quotes rank stderr."""
     from .conftest import TINY_DATA
 
     sweep = tmp_path / "sweep"
-    run(train_cmd("-m", "trainer.devices=2", "model=hf", "model.name_or_path=/nonexistent/model", "dataset=ultrafeedback",
+    broken = tmp_path / "broken-model"
+    broken.mkdir()
+    (broken / "config.json").write_text("{}")
+    run(train_cmd("-m", "trainer.devices=2", "model=hf", f"model.name_or_path={broken}", "dataset=ultrafeedback",
                   f"dataset.path={TINY_DATA}", "dataset.on_invalid=skip", "dataset.max_rows=16", "logger=none",
                   f"hydra.sweep.dir={sweep}"))
     summary = json.loads((sweep / "sweep_summary.json").read_text())
     assert summary["failed"] == 1 and summary["runs"][0]["error"].startswith("RuntimeError: 2 rank(s) exited with code 1")
     failed = (sweep / summary["runs"][0]["dir"] / "FAILED").read_text()
-    assert "attempt_0/0/stderr.log" in failed and "attempt_0/1/stderr.log" in failed and "/nonexistent/model" in failed
+    assert "attempt_0/0/stderr.log" in failed and "attempt_0/1/stderr.log" in failed and "broken-model" in failed
