@@ -21,6 +21,7 @@ import hydra
 from omegaconf import DictConfig, OmegaConf
 
 from .config import CONFIG_DIR
+from .config.preflight import preflight_run_dir
 from .config.validate import ConfigError, Settings, validate
 from .errors import InputError
 
@@ -51,8 +52,10 @@ def run(cfg: DictConfig) -> float:
         distributed.quiet_replica_logging()  # only rank 0 writes train.log
     with _input_errors_exit_2():
         settings = validate(cfg)
+        run_dir = Path(settings.config.paths.run_dir)
+        if distributed.is_main_process():  # writable, room for two checkpoints: before hours of training
+            preflight_run_dir(settings.config, run_dir)
     c = settings.config
-    run_dir = Path(c.paths.run_dir)
     nproc = ranks_to_spawn(c.trainer.devices, c.deepspeed.enabled, c.dry_run)
     if nproc:
         _spawn(settings, nproc, run_dir)

@@ -36,7 +36,7 @@ class ModelSource:
         from ..engine.tokenize import ensure_chat_template
 
         tokenizer = AutoTokenizer.from_pretrained(self.path, trust_remote_code=self.config.model.trust_remote_code)
-        ensure_chat_template(tokenizer)
+        ensure_chat_template(tokenizer, self.config.model.chat_template)
         return tokenizer
 
     @property

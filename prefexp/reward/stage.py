@@ -42,7 +42,7 @@ def run_reward_stage(c: RewardConfig, run_dir: Path) -> Path:
     cache_dir = Path(c.paths.cache_dir)
     model_path = resolve_model_path(c)  # type: ignore[arg-type]  # reads only .model and .paths
     tokenizer = AutoTokenizer.from_pretrained(model_path, trust_remote_code=c.model.trust_remote_code)
-    ensure_chat_template(tokenizer)
+    ensure_chat_template(tokenizer, c.model.chat_template)
 
     train_pairs = load_pairs(c.dataset)
     train_examples, _ = tokenize_pairs(train_pairs, tokenizer, c.dataset.max_length, c.dataset.max_prompt_length)
