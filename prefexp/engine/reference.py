@@ -3,7 +3,8 @@
 The cache key is the reference weights' fingerprint plus the exact token ids, so the same cache
 serves every run and sweep point that trains on the same data from the same reference (sweeps
 over tau, curriculum or loss hyperparameters reuse it), and any change of data, tokenizer,
-truncation or weights misses it.
+truncation or weights misses it. Weights are identified without re-reading them
+(:mod:`.weights_key`); concurrent cold runs compute the pass once (:func:`prefexp.cachefs.build_once`).
 """
 from __future__ import annotations
 
@@ -16,25 +17,12 @@ from typing import Sequence
 import torch
 from tqdm.auto import tqdm
 
+from ..cachefs import build_once
 from .batching import PairCollator
 from .logps import forward_logps
+from .weights_key import weights_fingerprint  # noqa: F401  (re-exported: the reward and token caches use it)
 
 log = logging.getLogger(__name__)
-
-
-def weights_fingerprint(model_dir: str) -> str:
-    """Hash of a model's weight files (content for local dirs; the name for hub ids)."""
-    path = Path(model_dir)
-    h = hashlib.sha256()
-    if not path.is_dir():
-        h.update(model_dir.encode())
-        return h.hexdigest()[:16]
-    for f in sorted(path.glob("*.safetensors")) + sorted(path.glob("*.bin")):
-        h.update(f.name.encode())
-        with f.open("rb") as fh:
-            for chunk in iter(lambda: fh.read(1 << 24), b""):
-                h.update(chunk)
-    return h.hexdigest()[:16]
 
 
 def examples_fingerprint(examples: Sequence[dict]) -> str:
@@ -77,19 +65,26 @@ def compute_reference_logps(model, examples: Sequence[dict], pad_token_id: int, 
     return out
 
 
+def read_reference_logps(path: Path) -> dict[int, tuple[float, float]]:
+    return {int(k): tuple(v) for k, v in json.loads(Path(path).read_text()).items()}
+
+
 def cached_reference_logps(model_loader, model_dir: str, examples: Sequence[dict], pad_token_id: int,
                            batch_size: int, cache_dir: Path, precision: str = "fp32") -> dict[int, tuple[float, float]]:
-    """Load from ``cache_dir`` or compute with ``model_loader()`` and store."""
+    """Load from ``cache_dir`` or compute with ``model_loader()`` and store.
+
+    Concurrent cold runs with the same key compute once: the others wait on the entry's lock and
+    then read the file (``prefexp.cachefs.build_once``)."""
     path = reference_cache_path(model_dir, examples, cache_dir, precision)
-    if path.exists():
-        log.info("reference log-probs: cache hit %s", path)
-        return {int(k): tuple(v) for k, v in json.loads(path.read_text()).items()}
-    model = model_loader()
-    values = compute_reference_logps(model, examples, pad_token_id, batch_size, precision)
-    del model
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps({str(k): v for k, v in values.items()}))
-    tmp.replace(path)  # atomic: an interrupted run never leaves a half cache
-    log.info("reference log-probs: computed %d pairs, cached at %s", len(values), path)
-    return values
+    computed: dict[int, tuple[float, float]] = {}
+
+    def build(tmp: Path) -> None:
+        model = model_loader()
+        computed.update(compute_reference_logps(model, examples, pad_token_id, batch_size, precision))
+        tmp.write_text(json.dumps({str(k): v for k, v in computed.items()}))
+
+    if build_once(path, build, what="reference log-probs"):
+        log.info("reference log-probs: computed %d pairs, cached at %s", len(computed), path)
+        return computed
+    log.info("reference log-probs: cache hit %s", path)
+    return read_reference_logps(path)

@@ -11,24 +11,25 @@ Layout under ``cache_dir`` (``paths.cache_dir``)::
   (:func:`key_hparams`), :data:`REWARD_MODEL_VERSION`}. The key doubles as the reward model's
   fingerprint in the scores key, so a lookup needs no model load.
 
-A reward model directory is complete only once ``DONE`` exists: it is built in a temporary folder
-and renamed into place, and score files are written to a temporary name and renamed, so an
-interrupted run never leaves a cache entry that a later run would trust.
+A reward model directory is complete only once ``DONE`` exists. Both entries are made by
+:func:`prefexp.cachefs.build_once`: built under a unique temporary name and renamed into place,
+under a file lock, so an interrupted run never leaves an entry a later run would trust (its
+leftovers are removed by the next build of that key), and concurrent cold runs train and score
+once while the others wait and reuse the result.
 """
 from __future__ import annotations
 
 import hashlib
 import json
 import logging
-import os
 import shutil
-import tempfile
 from functools import lru_cache
 from pathlib import Path
 from typing import Optional, Sequence
 
 import torch
 
+from ..cachefs import build_once, done_marker_complete, file_complete
 from ..data.records import PreferencePair
 from ..engine.reference import examples_fingerprint, weights_fingerprint
 from .hparams import RewardModelConfig, key_hparams
@@ -45,7 +46,7 @@ class RewardScoresMissing(RuntimeError):
 
 @lru_cache(maxsize=None)
 def base_fingerprint(model_path: str) -> str:
-    """``weights_fingerprint`` once per process: it reads every weight file (GBs for a 7B model)."""
+    """``weights_fingerprint`` once per process (cheap after the first hash of a folder: memoised)."""
     return weights_fingerprint(model_path)
 
 
@@ -71,26 +72,20 @@ def ensure_reward_model(model_path: str, hparams: RewardModelConfig, examples: S
 
     rm_key = rm_key or reward_model_key(base_fingerprint(model_path), examples_fingerprint(examples), hparams)
     final = reward_model_dir(cache_dir, rm_key)
-    if (final / "DONE").is_file() and not force:
-        log.info("reward model: cache hit %s", final)
-        return final
-    final.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".building-{rm_key}-", dir=final.parent))
-    try:
-        summary = train_reward_model(model_path, hparams, examples, tokenizer, tmp, trust_remote_code)
+    summary: dict = {}
+
+    def build(tmp: Path) -> None:
+        summary.update(train_reward_model(model_path, hparams, examples, tokenizer, tmp, trust_remote_code))
         shutil.rmtree(tmp / "trainer", ignore_errors=True)
         summary.update(base_model=model_path, base_fingerprint=base_fingerprint(model_path),
                        data_fingerprint=examples_fingerprint(examples), hparams=key_hparams(hparams),
                        version=REWARD_MODEL_VERSION)
         (tmp / "DONE").write_text(json.dumps(summary, indent=2, default=str) + "\n")
-        if (final / "DONE").is_file() and not force:
-            return final  # a concurrent build finished first: keep it, drop ours
-        if final.exists():
-            shutil.rmtree(final)  # incomplete (no DONE) or force=true
-        os.rename(tmp, final)  # atomic on one filesystem
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
+
+    complete = (lambda p: False) if force else done_marker_complete  # force: rebuild even a complete one
+    if not build_once(final, build, complete=complete, directory=True, what="reward model"):
+        log.info("reward model: cache hit %s", final)
+        return final
     log.info("reward model: trained %d steps (loss %.4f) on %d pairs -> %s", summary["steps"],
              summary["train_loss"], summary["pairs"], final)
     return final
@@ -103,13 +98,6 @@ def load_reward_model(rm_dir: Path, dtype: str = "float32", trust_remote_code: b
 
     return AutoModelForSequenceClassification.from_pretrained(rm_dir, dtype=DTYPES[dtype],
                                                               trust_remote_code=trust_remote_code)
-
-
-def _write_json(path: Path, values: dict[int, tuple[float, float]]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(f".tmp{os.getpid()}")
-    tmp.write_text(json.dumps({str(k): list(v) for k, v in sorted(values.items())}))
-    tmp.replace(path)
 
 
 def read_scores(path: Path) -> dict[int, tuple[float, float]]:
@@ -140,16 +128,23 @@ def cached_reward_scores(model_path: str, hparams: RewardModelConfig, train_exam
             "or allow building them inside this run.")
     from .model import score_pairs
 
-    rm_dir = ensure_reward_model(model_path, hparams, train_examples, tokenizer, cache_dir, trust_remote_code,
-                                 force=force, rm_key=rm_key)
-    model = load_reward_model(rm_dir, hparams.dtype, trust_remote_code)
-    if torch.cuda.is_available():
-        model.to("cuda")
-    values = score_pairs(model, score_examples, tokenizer.pad_token_id, hparams.score_batch_size)
-    del model
-    _write_json(path, values)
-    log.info("reward scores: scored %d pairs, cached at %s", len(values), path)
-    return values, path
+    computed: dict[int, tuple[float, float]] = {}
+
+    def build(tmp: Path) -> None:
+        rm_dir = ensure_reward_model(model_path, hparams, train_examples, tokenizer, cache_dir, trust_remote_code,
+                                     force=force, rm_key=rm_key)
+        model = load_reward_model(rm_dir, hparams.dtype, trust_remote_code)
+        if torch.cuda.is_available():
+            model.to("cuda")
+        computed.update(score_pairs(model, score_examples, tokenizer.pad_token_id, hparams.score_batch_size))
+        tmp.write_text(json.dumps({str(k): list(v) for k, v in sorted(computed.items())}))
+
+    complete = (lambda p: False) if force else file_complete
+    if not build_once(path, build, complete=complete, what="reward scores"):
+        log.info("reward scores: built by another process, reusing %s", path)
+        return read_scores(path), path
+    log.info("reward scores: scored %d pairs, cached at %s", len(computed), path)
+    return computed, path
 
 
 def reward_margins(model_path: str, hparams: RewardModelConfig, pairs: Sequence[PreferencePair], tokenizer,
