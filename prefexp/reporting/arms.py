@@ -24,10 +24,11 @@ class Arm:
     failed: int = 0  # failed or incomplete runs of this arm
     duplicates: int = 0  # ok runs of a seed already counted
     tau_swept: bool = False  # some run of the sweep set tau: say when this arm ignores it
+    shown: tuple[str, ...] = ()  # the keys that tell arms apart (the rest is common to the sweep)
 
     @property
     def label(self) -> str:
-        text = ",".join(f"{k}={v}" for k, v in self.params.items()) or "default"
+        text = ",".join(f"{k}={v}" for k, v in self.params.items() if k in self.shown) or "all runs"
         return f"{text} (ignores tau)" if self.tau_swept and not self.tau_used else text
 
     def values(self, metric: str) -> dict[str, float]:
@@ -62,9 +63,11 @@ def group_arms(runs: Sequence[RunRecord]) -> list[Arm]:
     arms: dict[tuple, Arm] = {}
     seen: dict[tuple, set] = {}
     tau_swept = any("tau" in r.params for r in runs)
+    keys = dict.fromkeys(k for r in runs for k, _ in arm_key(r))
+    shown = tuple(k for k in keys if k == "loss" or len({dict(arm_key(r)).get(k) for r in runs}) > 1)
     for run in runs:
         key = arm_key(run)
-        arm = arms.setdefault(key, Arm(dict(key), run.tau_used, tau_swept=tau_swept))
+        arm = arms.setdefault(key, Arm(dict(key), run.tau_used, tau_swept=tau_swept, shown=shown))
         if run.status != "ok":
             arm.failed += 1
             continue

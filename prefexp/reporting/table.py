@@ -144,6 +144,11 @@ def write_tables(runs: Sequence[RunRecord], out_dir: Path, title: str, plots: Se
               "logged steps; rows at step <= 1 (before the first update) never count.", "",
               "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(_md(v) for v in row) + " |" for row in rows]
+    no_final = [r for r in runs if r.curves and not r.final]
+    if no_final:
+        lines += ["", f"{len(no_final)} run(s) logged no metrics row after the first update (only step 1, computed "
+                  "on the initial weights), so their final/* columns are empty: log the last step, or set "
+                  "trainer.logging_steps below trainer.max_steps."]
     failed = [r for r in runs if r.status == "failed"]
     if failed:
         lines += ["", "## Failed runs", ""] + [f"- job {_label(r, out_dir)} (`{r.dir}`): {r.error}" for r in failed]
