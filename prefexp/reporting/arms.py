@@ -45,12 +45,14 @@ class Arm:
 
 
 def run_value(run: RunRecord, metric: str) -> Optional[float]:
-    """``final/<key>`` or ``eval/<bench>/<metric>`` of one run (None if absent)."""
+    """``final/<key>``, ``eval/<bench>/<metric>`` or ``lr/<route>/<stat>`` of one run (None if absent)."""
     if metric.startswith("final/"):
         return run.final.get(metric[len("final/"):])
     if metric.startswith("eval/"):
         return run.eval.get(metric[len("eval/"):])
-    raise ValueError(f"metric {metric!r} must start with final/ or eval/")
+    if metric.startswith("lr/"):
+        return run.route_lr.get(metric[len("lr/"):])
+    raise ValueError(f"metric {metric!r} must start with final/, eval/ or lr/")
 
 
 def arm_key(run: RunRecord) -> tuple[tuple[str, str], ...]:

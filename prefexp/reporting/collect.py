@@ -45,6 +45,8 @@ class RunRecord:
     probes: list[dict] = field(default_factory=list)  # probes.jsonl rows
     # benchmark -> {prompt id: score}, when results.json records per-prompt scores ("per_prompt")
     per_prompt: dict[str, dict[str, float]] = field(default_factory=dict)
+    # route_learning_rates.json (prefexp.engine.probes): "<label>/<stat>" -> value
+    route_lr: dict[str, float] = field(default_factory=dict)
 
     @property
     def final(self) -> dict[str, float]:
@@ -158,7 +160,15 @@ def read_run(run_dir: Path) -> RunRecord:
     return RunRecord(dir=run_dir, job_num=job_num if isinstance(job_num, int) else None, overrides=overrides,
                      params=params, loss=loss, tau=tau, status=status, error=error, curves=read_metrics(run_dir),
                      eval=evals, headline=headline, seed=None if seed is None else int(seed),
-                     tau_used=tau_is_used(config), probes=read_metrics(run_dir, "probes.jsonl"), per_prompt=per_prompt)
+                     tau_used=tau_is_used(config), probes=read_metrics(run_dir, "probes.jsonl"), per_prompt=per_prompt,
+                     route_lr=read_route_lr(run_dir))
+
+
+def read_route_lr(run_dir: Path) -> dict[str, float]:
+    path = run_dir / "route_learning_rates.json"
+    if not path.exists():
+        return {}
+    return {key.lstrip("/"): value for key, value in _flat_numbers(json.loads(path.read_text()), "").items()}
 
 
 def collect_runs(sweep_dir: Path) -> list[RunRecord]:

@@ -72,6 +72,9 @@ def arm_metrics(arms: Sequence[Arm]) -> list[str]:
     for arm in arms:
         for run in arm.runs:
             keys += [f"final/{k}" for k in run.final if k not in ("step", "final_rows") and f"final/{k}" not in keys]
+    for arm in arms:
+        for run in arm.runs:
+            keys += [f"lr/{k}" for k in run.route_lr if f"lr/{k}" not in keys]
     return keys
 
 
@@ -83,7 +86,8 @@ def headline_metrics(arms: Sequence[Arm]) -> list[str]:
             keys += [f"eval/{k}" for k in run.headline.values() if f"eval/{k}" not in keys]
     available = set(arm_metrics(arms))
     keys += [k for k in ("eval/sandbox/mean_gold_score",) if k in available and k not in keys]
-    return keys + [k for k in ARM_TRAIN_KEYS if k in available]
+    lr = [k for k in sorted(available) if k.startswith("lr/") and k.endswith("/mean_lr_fraction_of_peak")]
+    return keys + [k for k in ARM_TRAIN_KEYS if k in available] + lr
 
 
 def arm_lines(arms: Sequence[Arm]) -> list[str]:

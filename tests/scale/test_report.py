@@ -225,8 +225,12 @@ def test_displacement_rows_are_changes_from_step_zero(tmp_path):
               {"step": 5, "learning_rate": 1e-3, "probe/difficult/chosen": -33.5, "probe/difficult/rejected": -40.0,
                "probe/difficult/margin": 6.5, "probe/difficult/n": 4, "probe/easy/chosen": -19.0}]
     s = tmp_path / "p"
-    arm_run(s, 0, "dpo", 0, 50.0, probes=probes)
+    d = arm_run(s, 0, "dpo", 0, 50.0, probes=probes)
+    (d / "route_learning_rates.json").write_text(json.dumps(
+        {"difficult": {"pair_updates": 4, "mean_lr": 2e-4, "mean_lr_fraction_of_peak": 0.2}}))
     run = collect_runs(s)[0]
+    assert run.route_lr == {"difficult/pair_updates": 4.0, "difficult/mean_lr": 2e-4,
+                            "difficult/mean_lr_fraction_of_peak": 0.2}
     assert probe_sets_of([run]) == ["difficult", "easy"]
     assert displacement_rows(run) == [
         {"step": 0, "difficult/chosen": 0.0, "difficult/rejected": 0.0, "difficult/margin": 0.0, "easy/chosen": 0.0},
@@ -234,6 +238,7 @@ def test_displacement_rows_are_changes_from_step_zero(tmp_path):
          "learning_rate": 1e-3}]
     assert report_main([str(s)]) == 0
     assert (s / "displacement.png").read_bytes()[:8] == PNG
+    assert "lr/difficult/mean_lr_fraction_of_peak |" in (s / "report.md").read_text()
 
 
 def test_t_quantiles():
