@@ -13,7 +13,7 @@ GROUPS = ["model", "dataset", "loss", "router", "curriculum", "trainer", "logger
           "deepspeed", "reward_model", "token_cleaning"]
 # Exactly the option files each group holds: a file added or lost shows up here.
 COUNTS = {"model": 2, "dataset": 4, "loss": 23, "router": 5, "curriculum": 3, "trainer": 1, "logger": 2, "paths": 1,
-          "experiment": 11, "debug": 1, "deepspeed": 4, "reward_model": 2, "token_cleaning": 3}
+          "experiment": 12, "debug": 1, "deepspeed": 4, "reward_model": 2, "token_cleaning": 3}
 
 
 def options(group: str) -> list[str]:
