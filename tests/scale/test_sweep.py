@@ -40,8 +40,11 @@ def test_two_by_two_multirun_writes_four_runs_and_a_report(tiny, tmp_path):
     by_job = {str(j["job_num"]): j for j in summary["runs"]}
     for r in rows:
         assert float(r["final/loss"]) == pytest.approx(by_job[r["job"]]["final_metrics"]["loss"])
-    table = [line for line in (sweep / "report.md").read_text().splitlines() if line.startswith("| ")]
-    assert len(table) == 1 + 4  # header + four runs
+    md = (sweep / "report.md").read_text()
+    runs_table = [line for line in md.split("## Runs")[1].splitlines() if line.startswith("| ")]
+    assert len(runs_table) == 1 + 4  # header + four runs
+    arms_table = [line for line in md.split("## Runs")[0].splitlines() if line.startswith("| ")]
+    assert len(arms_table) == 1 + 4  # one seed per point: four arms of n=1
     for name in ("margins_vs_tau.png", "curves.png"):  # no eval results yet: margins against tau
         assert (sweep / name).read_bytes()[:8] == PNG
 
