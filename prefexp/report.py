@@ -1,45 +1,76 @@
-"""``python -m prefexp.report <sweep dir>``: a table and plots of a sweep, readable without W&B.
+"""``python -m prefexp.report <sweep dir> [--baseline loss=dpo] [--metric eval/sandbox/win_rate]``:
+tables and plots of a sweep, readable without W&B.
 
-Writes into the sweep dir: ``report.md`` and ``report.csv`` (runs x final training metrics x eval
-results from each run's ``eval/*/results.json``), ``eval_vs_tau.png`` (or ``margins_vs_tau.png``
-before any evaluation) and ``curves.png``. Also works on a single run dir, or any folder of runs.
+Writes into the sweep dir: ``report.md`` (arms = runs that differ only in seed: mean, 95 % CI and
+n of each evaluation result and final training metric; paired differences against ``--baseline``
+when given; one row per run), ``report.csv`` (per run), ``report_arms.csv`` (per arm and metric),
+``arms.png``, ``eval_vs_tau.png`` (or ``margins_vs_tau.png`` before any evaluation; only when the
+sweep sets tau), ``curves.png`` and, when runs logged probes, ``displacement.png``. Also works on a
+single run dir, or any folder of runs.
 """
 from __future__ import annotations
 
 import argparse
 import sys
 from pathlib import Path
+from typing import Optional
 
+from .reporting.arms import find_baseline, group_arms, paired_against
 from .reporting.collect import RunRecord, collect_runs
-from .reporting.table import varying_params, write_tables
+from .reporting.table import headline_metrics, write_tables
 
 
-def write_report(sweep_dir: Path, runs: list[RunRecord] | None = None) -> Path:
-    """Write the table and plots for ``sweep_dir``; returns the report.md path."""
-    from .reporting.plots import plot_against_tau, plot_curves
+def write_report(sweep_dir: Path, runs: list[RunRecord] | None = None, baseline: Optional[str] = None,
+                 metric: Optional[str] = None) -> Path:
+    """Write the tables and plots for ``sweep_dir``; returns the report.md path. ``baseline``
+    (``key=value[,...]``) selects the arm the paired differences are taken against, on ``metric``
+    (default: the first benchmark's headline, else final/rewards/margins)."""
+    from .reporting.displacement import plot_displacement
+    from .reporting.plots import plot_against_tau, plot_arms, plot_curves
 
     sweep_dir = Path(sweep_dir)
     runs = collect_runs(sweep_dir) if runs is None else runs
+    arms = group_arms(runs)
+    paired = None
+    if baseline is not None:
+        base = find_baseline(arms, baseline)
+        heads = [m for m in headline_metrics(arms) if m.startswith("eval/")]
+        metric = metric or (heads[0] if heads else "final/rewards/margins")
+        paired = (base, metric, paired_against(arms, base, metric))
     plots = []
-    if runs:
-        vary = varying_params(runs)
-        plots = [plot_against_tau(runs, sweep_dir, vary), plot_curves(runs, sweep_dir, ["loss", "tau", *vary])]
-    md, _ = write_tables(runs, sweep_dir, sweep_dir.name, plots)
+    if any(a.runs for a in arms):
+        plots.append(plot_arms(arms, sweep_dir))
+        if any("tau" in r.params for r in runs):
+            plots.append(plot_against_tau(arms, sweep_dir))
+        plots.append(plot_curves(arms, sweep_dir))
+        displacement = plot_displacement(arms, sweep_dir)
+        if displacement is not None:
+            plots.append(displacement)
+    md, _ = write_tables(runs, sweep_dir, sweep_dir.name, plots, arms, paired)
     return md
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m prefexp.report", description=__doc__.splitlines()[0])
     parser.add_argument("sweep_dir", type=Path, help="a multirun sweep dir (outputs/sweeps/<date>/<time>) or a run dir")
+    parser.add_argument("--baseline", help="the arm to compare against, as key=value[,key=value] (e.g. loss=dpo)")
+    parser.add_argument("--metric", help="the metric of the paired differences (eval/<bench>/<name> or final/<name>)")
     args = parser.parse_args(argv)
     if not args.sweep_dir.is_dir():
         print(f"error: {args.sweep_dir} is not a directory", file=sys.stderr)
+        return 2
+    if args.metric is not None and not args.metric.startswith(("eval/", "final/")):
+        print(f"error: --metric {args.metric}: expected eval/<benchmark>/<name> or final/<name>", file=sys.stderr)
         return 2
     runs = collect_runs(args.sweep_dir)
     if not runs:
         print(f"error: no run dirs (with .hydra/overrides.yaml) under {args.sweep_dir}", file=sys.stderr)
         return 2
-    md = write_report(args.sweep_dir, runs)
+    try:
+        md = write_report(args.sweep_dir, runs, args.baseline, args.metric)
+    except ValueError as exc:  # a --baseline that matches no arm, or several
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     print(md.read_text())
     print(f"written: {md}, {md.with_suffix('.csv')} and plots in {args.sweep_dir}")
     return 0

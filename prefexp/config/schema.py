@@ -92,7 +92,7 @@ class DatasetConfig:
 
 @dataclass
 class RouterConfig:
-    name: str = "none"  # none | threshold | quantile | band (see prefexp.difficulty.router)
+    name: str = "none"  # none | threshold | quantile | band | random (see prefexp.difficulty.router)
     # rating: score_chosen - score_rejected; reward_model: r(chosen) - r(rejected) of a trained
     # reward model; reference_logp: length-normalised log-prob gap under the reference model
     metric: str = "rating"

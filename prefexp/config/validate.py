@@ -16,13 +16,13 @@ from typing import Any
 from hydra.utils import get_class
 from omegaconf import DictConfig, OmegaConf, open_dict
 
+from ..difficulty.router import ROUTERS  # router=random lives with the other routers
 from .inputs import check_inputs
 from .keys import unknown_keys
 from .schema import TrainConfig
 
 log = logging.getLogger(__name__)
 
-ROUTERS = ("none", "threshold", "quantile", "band")
 METRICS = ("rating", "reward_model", "reference_logp")
 ACTIONS = ("route", "preference", "discard", "weight")
 ORDERS = ("none", "easy_to_hard", "hard_to_easy")

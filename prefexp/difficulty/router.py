@@ -7,7 +7,14 @@ A router reads one margin per pair (higher = easier, for every metric) and marks
     quantile    the hardest fraction tau of pairs (lowest margins;  the authors' advice for a
                 ties broken by the original index)                 new dataset; 0 < tau < 1
     band        margin outside [band_low, band_high]              rejective sampling (3.6)
+    random      as many pairs as threshold would select (margin     the control that tells
+                < tau), drawn uniformly at random (seeded)          "which pairs" from "how many"
     none        nothing
+
+``random`` keeps MixDPO's SFT share and ignores which pairs are difficult: if MixDPO's gain over
+DPO comes from mixing some SFT into training rather than from routing the small-margin pairs, the
+random arm matches it. Its draw depends on ``RouterSpec.seed`` (the run's seed) only, not on the
+training order.
 
 Each side then gets an action: ``route`` (the loss's own difficult-pair branch, e.g. MixDPO's
 SFT; only for losses that route pairs), ``preference`` (the loss as usual), ``discard`` (dropped
@@ -16,10 +23,12 @@ by the side's weight).
 """
 from __future__ import annotations
 
+import random
 from dataclasses import dataclass
 from typing import Optional, Sequence
 
 ACTIONS = ("route", "preference", "discard", "weight")
+ROUTERS = ("none", "threshold", "quantile", "band", "random")
 
 
 @dataclass(frozen=True)
@@ -32,6 +41,14 @@ class RouterSpec:
     on_rest: str = "preference"
     selected_weight: float = 1.0
     rest_weight: float = 1.0
+    seed: int = 0  # router=random: which pairs are drawn
+
+
+def random_selection(margins: Sequence[float], tau: float, seed: int) -> list[bool]:
+    """count = #(margin < tau); that many positions drawn without replacement, Random(seed)."""
+    count = sum(m < tau for m in margins)
+    drawn = set(random.Random(f"random-router-{seed}").sample(range(len(margins)), count))
+    return [i in drawn for i in range(len(margins))]
 
 
 def select(margins: Sequence[Optional[float]], spec: RouterSpec) -> list[bool]:
@@ -49,6 +66,8 @@ def select(margins: Sequence[Optional[float]], spec: RouterSpec) -> list[bool]:
         return [i in chosen for i in range(len(margins))]
     if spec.name == "band":
         return [not (spec.band_low <= m <= spec.band_high) for m in margins]  # type: ignore[operator]
+    if spec.name == "random":
+        return random_selection(margins, spec.tau, spec.seed)  # type: ignore[arg-type]
     raise ValueError(f"router.name={spec.name!r} is unknown")
 
 

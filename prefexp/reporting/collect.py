@@ -2,9 +2,12 @@
 
 Everything comes from files the jobs wrote, so a report works offline and after the fact:
 ``.hydra/overrides.yaml`` (what the job varied), ``.hydra/hydra.yaml`` (job number, group
-choices), ``.hydra/config.yaml`` (tau), ``metrics.jsonl`` (training curves; the last row is
-"final"), ``eval/<benchmark>/results.json`` (written by ``prefexp.evaluate``), and the status
-markers: ``FAILED`` (written by a job that raised) or ``checkpoint/manifest.json`` (finished).
+choices), ``.hydra/config.yaml`` (tau, seed, whether tau can change the run), ``metrics.jsonl``
+(training curves; "final" = the last logged window, see ``final_window``), ``probes.jsonl``
+(per-route log-probs on fixed probe sets, ``prefexp.engine.probes``),
+``eval/<benchmark>/results.json`` (written by ``prefexp.evaluate``), and the status markers:
+``FAILED`` (written by a job that raised), ``eval/<benchmark>/FAILED`` (a failed evaluation
+hand-off, unless a newer results.json replaced it) or ``checkpoint/manifest.json`` (finished).
 """
 from __future__ import annotations
 
@@ -15,6 +18,9 @@ from pathlib import Path
 from typing import Any, Optional
 
 import yaml
+
+from .axes import tau_is_used
+from .final_window import final_metrics
 
 # The headline number of each benchmark (eval score in plots); other benchmarks: first numeric key.
 HEADLINE = {"alpaca_eval": "length_controlled_winrate", "mt_bench": "score", "sandbox": "win_rate"}
@@ -34,13 +40,18 @@ class RunRecord:
     curves: list[dict] = field(default_factory=list)  # metrics.jsonl rows
     eval: dict[str, float] = field(default_factory=dict)  # "<benchmark>/<metric>" -> value
     headline: dict[str, str] = field(default_factory=dict)  # benchmark -> eval key used in plots
+    seed: Optional[int] = None
+    tau_used: bool = True  # False: the run's loss and router cannot read tau (prefexp.reporting.axes)
+    probes: list[dict] = field(default_factory=list)  # probes.jsonl rows
+    # benchmark -> {prompt id: score}, when results.json records per-prompt scores ("per_prompt")
+    per_prompt: dict[str, dict[str, float]] = field(default_factory=dict)
+    # route_learning_rates.json (prefexp.engine.probes): "<label>/<stat>" -> value
+    route_lr: dict[str, float] = field(default_factory=dict)
 
     @property
     def final(self) -> dict[str, float]:
-        """The last logged training row (numbers only)."""
-        if not self.curves:
-            return {}
-        return {k: v for k, v in self.curves[-1].items() if _is_number(v)}
+        """Training metrics averaged over the last logged window (``final_window.final_metrics``)."""
+        return final_metrics(self.curves)
 
     def summary(self, root: Path) -> dict[str, Any]:
         try:
@@ -80,15 +91,19 @@ def _flat_numbers(tree: dict, prefix: str) -> dict[str, float]:
     return out
 
 
-def read_eval(run_dir: Path) -> tuple[dict[str, float], dict[str, str]]:
-    """``eval/<bench>/results.json`` -> ({"<bench>/<metric>": value}, {bench: headline key})."""
+def read_eval(run_dir: Path, per_prompt: Optional[dict] = None) -> tuple[dict[str, float], dict[str, str]]:
+    """``eval/<bench>/results.json`` -> ({"<bench>/<metric>": value}, {bench: headline key}); the
+    per-prompt scores of a benchmark that records them go into ``per_prompt[bench]``."""
     values: dict[str, float] = {}
     headline: dict[str, str] = {}
     for path in sorted((run_dir / "eval").glob("*/results.json")):
         results = json.loads(path.read_text())
         bench = str(results.get("benchmark") or path.parent.name)
         metrics = results["metrics"] if isinstance(results.get("metrics"), dict) else results
-        numbers = _flat_numbers(metrics, bench)
+        scores = results.get("per_prompt")
+        if per_prompt is not None and isinstance(scores, dict):
+            per_prompt[bench] = {str(k): float(v) for k, v in scores.items() if _is_number(v)}
+        numbers = _flat_numbers({k: v for k, v in metrics.items() if k != "per_prompt"}, bench)
         values.update(numbers)
         preferred = f"{bench}/{HEADLINE[bench]}" if bench in HEADLINE else None
         key = preferred if preferred in numbers else next(iter(numbers), None)
@@ -97,8 +112,8 @@ def read_eval(run_dir: Path) -> tuple[dict[str, float], dict[str, str]]:
     return values, headline
 
 
-def read_metrics(run_dir: Path) -> list[dict]:
-    path = run_dir / "metrics.jsonl"
+def read_metrics(run_dir: Path, name: str = "metrics.jsonl") -> list[dict]:
+    path = run_dir / name
     if not path.exists():
         return []
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
@@ -109,6 +124,11 @@ def status_of(run_dir: Path, config: Any) -> tuple[str, Optional[str]]:
     if failed.exists():
         lines = [line for line in failed.read_text(errors="replace").splitlines() if line.strip()]
         return "failed", (lines[0] if lines else "failed")  # prefexp.launch.write_failure: summary first
+    for marker in sorted((run_dir / "eval").glob("*/FAILED")):  # prefexp.evaluation.handoff
+        results = marker.parent / "results.json"
+        if not results.exists() or results.stat().st_mtime < marker.stat().st_mtime:
+            lines = [line for line in marker.read_text(errors="replace").splitlines() if line.strip()]
+            return "failed", (lines[0] if lines else f"evaluation {marker.parent.name} failed")
     if (run_dir / "checkpoint" / "manifest.json").exists():
         return "ok", None
     if _select(config, "dry_run") is True and (run_dir / "routing_plan.jsonl").exists():
@@ -133,11 +153,22 @@ def read_run(run_dir: Path) -> RunRecord:
     if loss is None and isinstance(_select(config, "loss._target_"), str):
         loss = _select(config, "loss._target_").rsplit(".", 1)[-1]
     tau = _float(params["tau"]) if "tau" in params else _float(_select(config, "tau"))
+    seed = _float(params["seed"]) if "seed" in params else _float(_select(config, "seed"))
     status, error = status_of(run_dir, config)
-    evals, headline = read_eval(run_dir)
+    per_prompt: dict[str, dict[str, float]] = {}
+    evals, headline = read_eval(run_dir, per_prompt)
     return RunRecord(dir=run_dir, job_num=job_num if isinstance(job_num, int) else None, overrides=overrides,
                      params=params, loss=loss, tau=tau, status=status, error=error, curves=read_metrics(run_dir),
-                     eval=evals, headline=headline)
+                     eval=evals, headline=headline, seed=None if seed is None else int(seed),
+                     tau_used=tau_is_used(config), probes=read_metrics(run_dir, "probes.jsonl"), per_prompt=per_prompt,
+                     route_lr=read_route_lr(run_dir))
+
+
+def read_route_lr(run_dir: Path) -> dict[str, float]:
+    path = run_dir / "route_learning_rates.json"
+    if not path.exists():
+        return {}
+    return {key.lstrip("/"): value for key, value in _flat_numbers(json.loads(path.read_text()), "").items()}
 
 
 def collect_runs(sweep_dir: Path) -> list[RunRecord]:

@@ -1,21 +1,29 @@
-"""Sweep plots (matplotlib, Agg: no display needed). PNG files next to report.md.
+"""Sweep plots (matplotlib, Agg: no display needed). PNG files next to report.md. Every point is an
+arm (runs pooled over seeds): its mean, with a 95 % CI error bar (none when n = 1).
 
-* ``eval_vs_tau.png``: per benchmark, its headline score against tau, one line per loss (when any
-  run has eval results); otherwise ``margins_vs_tau.png``: final rewards/margins against tau.
-* ``curves.png``: rewards/margins, logps/chosen and logps/rejected over steps, one line per run.
+* ``arms.png``: each benchmark's headline score (or, before any evaluation, the final reward
+  margin) per arm.
+* ``eval_vs_tau.png`` (``margins_vs_tau.png`` before any evaluation), when the sweep sets tau:
+  the score against tau, one line per arm family; an arm that cannot read tau (DPO) is a flat
+  reference line with its CI band, not a curve.
+* ``curves.png``: rewards/margins, logps/chosen and logps/rejected over steps, mean per arm with
+  a 95 % CI band.
 """
 from __future__ import annotations
 
+import math
 from collections import defaultdict
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Sequence
 
-from .collect import RunRecord
+from .arms import Arm
+from .stats import mean_ci
 
 CURVE_KEYS = ("rewards/margins", "logps/chosen", "logps/rejected")
+MARGIN_METRIC = "final/rewards/margins"
 
 
-def _pyplot():
+def pyplot():
     import matplotlib
 
     matplotlib.use("Agg")
@@ -24,76 +32,134 @@ def _pyplot():
     return plt
 
 
-def _series_label(run: RunRecord, vary: Sequence[str]) -> str:
-    parts = [f"{k}={run.params[k]}" for k in vary if k in run.params]
-    return ",".join(parts) or run.dir.name
+def _err(half_width: float) -> float:
+    return 0.0 if math.isnan(half_width) else half_width
 
 
-def _by_loss(runs: Sequence[RunRecord], value, vary: Sequence[str]) -> dict[str, list[tuple[float, float, str]]]:
-    """loss -> sorted [(tau, value, the other varying params)], for runs with a tau and a value."""
-    lines: dict[str, list] = defaultdict(list)
-    for run in runs:
-        v = value(run)
-        if run.tau is not None and v is not None:
-            rest = ",".join(f"{k}={run.params[k]}" for k in vary if k in run.params and k not in ("loss", "tau"))
-            lines[run.loss or "?"].append((run.tau, v, rest))
-    return {k: sorted(v) for k, v in lines.items()}
+def headline_keys(arms: Sequence[Arm]) -> dict[str, str]:
+    """benchmark -> "eval/<bench>/<metric>" of its headline, over every counted run."""
+    out: dict[str, str] = {}
+    for arm in arms:
+        for run in arm.runs:
+            for bench, key in run.headline.items():
+                out.setdefault(bench, f"eval/{key}")
+    return dict(sorted(out.items()))
 
 
-def _plot_against_tau(ax, runs: Sequence[RunRecord], value, ylabel: str, vary: Sequence[str]) -> None:
-    for loss, points in _by_loss(runs, value, vary).items():
-        groups: dict[str, list] = defaultdict(list)
-        for tau, v, rest in points:  # one line per (loss, other varying params)
-            groups[rest].append((tau, v))
-        for rest, pts in groups.items():
-            xs, ys = zip(*pts)
-            ax.plot(xs, ys, marker="o", label=f"{loss}" + (f" ({rest})" if rest else ""))
-    ax.set_xlabel("tau")
-    ax.set_ylabel(ylabel)
-    ax.grid(alpha=0.3)
-    if ax.get_legend_handles_labels()[0]:
-        ax.legend(fontsize=7)
+def _panels(arms: Sequence[Arm]) -> list[tuple[str, str]]:
+    heads = headline_keys(arms)
+    return [(f"{bench}: {key}", key) for bench, key in heads.items()] or [("final rewards/margins", MARGIN_METRIC)]
 
 
-def plot_against_tau(runs: Sequence[RunRecord], out_dir: Path, vary: Sequence[str]) -> Path:
-    plt = _pyplot()
-    benches = sorted({b for r in runs for b in r.headline})
-    if benches:
-        fig, axes = plt.subplots(1, len(benches), figsize=(5 * len(benches), 3.8), squeeze=False)
-        for ax, bench in zip(axes[0], benches):
-            key = next(r.headline[bench] for r in runs if bench in r.headline)
-            _plot_against_tau(ax, runs, lambda r, k=key: r.eval.get(k), key, vary)
-            ax.set_title(f"{bench}: eval score vs tau")
-        path = out_dir / "eval_vs_tau.png"
-    else:
-        fig, ax = plt.subplots(figsize=(5.5, 3.8))
-        _plot_against_tau(ax, runs, lambda r: r.final.get("rewards/margins"), "final rewards/margins", vary)
-        ax.set_title("final rewards/margins vs tau (no eval results yet)")
-        path = out_dir / "margins_vs_tau.png"
+def plot_arms(arms: Sequence[Arm], out_dir: Path) -> Path:
+    plt = pyplot()
+    panels = _panels(arms)
+    fig, axes = plt.subplots(1, len(panels), figsize=(6 * len(panels), 0.9 + 0.35 * max(3, len(arms))),
+                             squeeze=False)
+    for ax, (title, metric) in zip(axes[0], panels):
+        for i, arm in enumerate(arms):
+            e = arm.estimate(metric)
+            if e.n:
+                ax.errorbar([e.mean], [i], xerr=[_err(e.half_width)], fmt="o", capsize=3)
+        ax.set_yticks(range(len(arms)), [f"{a.label} (n={len(a.runs)})" for a in arms], fontsize=7)
+        ax.invert_yaxis()
+        ax.set_title(f"{title}: mean ± 95 % CI", fontsize=9)
+        ax.grid(alpha=0.3, axis="x")
     fig.tight_layout()
+    path = out_dir / "arms.png"
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path
 
 
-def plot_curves(runs: Sequence[RunRecord], out_dir: Path, vary: Sequence[str]) -> Path:
-    plt = _pyplot()
-    fig, axes = plt.subplots(1, len(CURVE_KEYS), figsize=(5 * len(CURVE_KEYS), 3.8), squeeze=False)
-    for ax, key in zip(axes[0], CURVE_KEYS):
-        for run in runs:
-            pts = [(row["step"], row[key]) for row in run.curves if key in row and "step" in row]
-            if pts:
-                xs, ys = zip(*pts)
-                ax.plot(xs, ys, marker="." if len(pts) < 30 else None, label=_series_label(run, vary))
-        ax.set_title(key)
-        ax.set_xlabel("step")
-        ax.grid(alpha=0.3)
-    handles, labels = axes[0][0].get_legend_handles_labels()
+def _family(arm: Arm) -> str:
+    return ",".join(f"{k}={v}" for k, v in arm.params.items() if k != "tau") or "default"
+
+
+def _against_tau(ax, arms: Sequence[Arm], metric: str) -> None:
+    lines: dict[str, list] = defaultdict(list)
+    flat: list[Arm] = []
+    for arm in arms:
+        e = arm.estimate(metric)
+        if not e.n:
+            continue
+        if not arm.tau_used:
+            flat.append(arm)
+        elif "tau" in arm.params:
+            lines[_family(arm)].append((float(arm.params["tau"]), e))
+    for family, points in lines.items():
+        points.sort(key=lambda p: p[0])
+        ax.errorbar([t for t, _ in points], [e.mean for _, e in points], yerr=[_err(e.half_width) for _, e in points],
+                    marker="o", capsize=3, label=family)
+    for arm in flat:  # tau cannot change these runs: a reference level, not a curve
+        e = arm.estimate(metric)
+        line = ax.axhline(e.mean, linestyle="--", linewidth=1, label=f"{arm.label}, n={e.n}")
+        if e.n >= 2:
+            ax.axhspan(e.low, e.high, color=line.get_color(), alpha=0.12)
+    ax.set_xlabel("tau")
+    ax.set_ylabel(metric)
+    ax.grid(alpha=0.3)
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(fontsize=7)
+
+
+def plot_against_tau(arms: Sequence[Arm], out_dir: Path) -> Path:
+    plt = pyplot()
+    panels = _panels(arms)
+    fig, axes = plt.subplots(1, len(panels), figsize=(5.5 * len(panels), 3.8), squeeze=False)
+    for ax, (title, metric) in zip(axes[0], panels):
+        _against_tau(ax, arms, metric)
+        ax.set_title(f"{title} vs tau (mean ± 95 % CI)", fontsize=9)
+    fig.tight_layout()
+    path = out_dir / ("eval_vs_tau.png" if headline_keys(arms) else "margins_vs_tau.png")
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def mean_curve(rows_per_run: Sequence[Sequence[dict]], key: str, x: str = "step") -> list[tuple[float, float, float]]:
+    """[(x, mean, CI half-width)] of ``key`` over runs, at every x some run logged it."""
+    at: dict[float, list[float]] = defaultdict(list)
+    for rows in rows_per_run:
+        for row in rows:
+            if key in row and x in row and row[key] is not None:
+                at[float(row[x])].append(float(row[key]))
+    out = []
+    for step in sorted(at):
+        e = mean_ci(at[step])
+        out.append((step, e.mean, _err(e.half_width)))
+    return out
+
+
+def plot_mean_curves(ax, arms: Sequence[Arm], key: str, rows_of: Callable) -> None:
+    for arm in arms:
+        pts = mean_curve([rows_of(r) for r in arm.runs], key)
+        if not pts:
+            continue
+        xs, ys, hw = zip(*pts)
+        (line,) = ax.plot(xs, ys, marker="." if len(pts) < 30 else None, label=f"{arm.label} (n={len(arm.runs)})")
+        ax.fill_between(xs, [y - h for y, h in zip(ys, hw)], [y + h for y, h in zip(ys, hw)], color=line.get_color(),
+                        alpha=0.15)
+
+
+def legend_below(fig, ax) -> None:
+    handles, labels = ax.get_legend_handles_labels()
     if handles:
-        fig.legend(handles, labels, loc="lower center", ncol=min(4, len(labels)), fontsize=7)
-        fig.tight_layout(rect=(0, 0.08 + 0.04 * ((len(labels) - 1) // 4), 1, 1))
+        fig.legend(handles, labels, loc="lower center", ncol=min(3, len(labels)), fontsize=7)
+        fig.tight_layout(rect=(0, 0.08 + 0.04 * ((len(labels) - 1) // 3), 1, 1))
     else:
         fig.tight_layout()
+
+
+def plot_curves(arms: Sequence[Arm], out_dir: Path) -> Path:
+    plt = pyplot()
+    fig, axes = plt.subplots(1, len(CURVE_KEYS), figsize=(5 * len(CURVE_KEYS), 4.2), squeeze=False)
+    for ax, key in zip(axes[0], CURVE_KEYS):
+        plot_mean_curves(ax, arms, key, lambda run: run.curves)
+        ax.set_title(f"{key} (mean ± 95 % CI over seeds)", fontsize=9)
+        ax.set_xlabel("step")
+        ax.grid(alpha=0.3)
+    legend_below(fig, axes[0][0])
     path = out_dir / "curves.png"
     fig.savefig(path, dpi=110)
     plt.close(fig)

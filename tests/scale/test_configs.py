@@ -20,7 +20,7 @@ def composed(overrides: list[str]):
 
 
 def test_counts():
-    assert len(EXPERIMENTS) == 11, EXPERIMENTS
+    assert len(EXPERIMENTS) == 12, EXPERIMENTS
     assert DEEPSPEED == ["none", "zero2", "zero3", "zero3_offload"]
 
 

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import csv
+import math
 import json
 import sys
 from pathlib import Path
@@ -55,7 +56,8 @@ def test_collect_reads_status_metrics_and_eval(sweep):
     assert [r.job_num for r in runs] == [0, 1, 2, 3]
     assert [r.status for r in runs] == ["ok", "ok", "ok", "failed"]
     assert runs[3].error == "RuntimeError: out of memory"
-    assert runs[1].final == {"step": 10, "loss": 0.6, "rewards/margins": 0.5, "logps/chosen": -101.0,
+    # final = the last 10 % of logged steps (step > 9 of 10: the step-10 row alone)
+    assert runs[1].final == {"step": 10, "final_rows": 1, "loss": 0.6, "rewards/margins": 0.5, "logps/chosen": -101.0,
                              "logps/rejected": -112.0}
     assert runs[1].eval == {"sandbox/mean_gold_score": 6.4, "sandbox/win_rate": 58.5}
     assert runs[0].headline == {"sandbox": "sandbox/win_rate"}
@@ -76,8 +78,9 @@ def test_report_table_and_plots(sweep, capsys):
     assert "seed" not in rows[0], "a parameter that never varies is not a column"
     md = (sweep / "report.md").read_text()
     assert "| 1 | ok | mixdpo | 1 | 10 | 0.6 | 0.5 |" in md
+    assert "| loss=mixdpo,tau=1.0 | 1 | 0 | 58.5 (n=1) |" in md  # arms: one seed each here
     assert "4 runs: 3 ok, 1 failed" in md and "RuntimeError: out of memory" in md
-    for name in ("eval_vs_tau.png", "curves.png"):
+    for name in ("eval_vs_tau.png", "curves.png", "arms.png"):
         assert (sweep / name).read_bytes()[:8] == PNG
     assert not (sweep / "margins_vs_tau.png").exists()
     assert "report.md" in capsys.readouterr().out
@@ -95,3 +98,156 @@ def test_report_without_eval_plots_margins(tmp_path):
 def test_report_on_an_empty_dir_fails_clearly(tmp_path, capsys):
     assert report_main([str(tmp_path)]) == 2
     assert "no run dirs" in capsys.readouterr().err
+
+
+# ------------------------------------------------------------------ arms: seeds pooled, known values
+
+def arm_run(sweep: Path, num: int, loss: str, seed: int, win_rate: float, tau: float | None = None,
+            probes: list[dict] | None = None) -> Path:
+    """A finished run dir with the real config keys the report reads (loss target, router, seed)."""
+    name = f"{num}_loss={loss},seed={seed}" + ("" if tau is None else f",tau={tau}")
+    d = sweep / name
+    (d / ".hydra").mkdir(parents=True)
+    overrides = [f"loss={loss}", f"seed={seed}"] + ([] if tau is None else [f"tau={tau}"])
+    (d / ".hydra" / "overrides.yaml").write_text(yaml.safe_dump(overrides))
+    (d / ".hydra" / "hydra.yaml").write_text(yaml.safe_dump({"hydra": {"job": {"num": num}}}))
+    target = {"dpo": "prefexp.losses.dpo.DPOLoss", "sft": "prefexp.losses.sft.SFTLoss",
+              "mixdpo": "prefexp.losses.mixdpo.MixDPOLoss"}[loss]
+    config = {"loss": {"_target_": target}, "seed": seed, "tau": 0.5 if tau is None else tau,
+              "router": {"name": "threshold", "on_selected": "route", "on_rest": "preference"}}
+    (d / ".hydra" / "config.yaml").write_text(yaml.safe_dump(config))
+    rows = [{"step": 1, "loss": 0.6931}, {"step": 5, "loss": 0.6}, {"step": 10, "loss": 0.5}]
+    (d / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    (d / "checkpoint").mkdir()
+    (d / "checkpoint" / "manifest.json").write_text("{}")
+    (d / "eval" / "sandbox").mkdir(parents=True)
+    (d / "eval" / "sandbox" / "results.json").write_text(json.dumps(
+        {"benchmark": "sandbox", "metrics": {"win_rate": win_rate, "mean_gold_score": win_rate / 10}}))
+    if probes is not None:
+        (d / "probes.jsonl").write_text("".join(json.dumps(r) + "\n" for r in probes))
+    return d
+
+
+@pytest.fixture
+def seeded(tmp_path) -> Path:
+    """loss=dpo,sft x seed=0,1,2; win rates dpo 50/52/54, sft 55/56/60."""
+    s = tmp_path / "seeded"
+    for num, (loss, seed, win) in enumerate([("dpo", 0, 50.0), ("dpo", 1, 52.0), ("dpo", 2, 54.0),
+                                             ("sft", 0, 55.0), ("sft", 1, 56.0), ("sft", 2, 60.0)]):
+        arm_run(s, num, loss, seed, win)
+    return s
+
+
+def test_arms_pool_seeds_with_t_based_ci(seeded):
+    """dpo: mean 52, sd 2, half-width t(0.975, 2) * 2 / sqrt(3) = 4.302653 * 1.154701 = 4.968275;
+    sft: mean 57, sd sqrt(7) = 2.645751, half-width 4.302653 * 2.645751 / sqrt(3) = 6.572411."""
+    from prefexp.reporting.arms import group_arms
+
+    arms = group_arms(collect_runs(seeded))
+    assert [a.label for a in arms] == ["loss=dpo", "loss=sft"]
+    dpo, sft = (a.estimate("eval/sandbox/win_rate") for a in arms)
+    assert (dpo.n, sft.n) == (3, 3)
+    assert dpo.mean == pytest.approx(52.0, abs=1e-12) and dpo.half_width == pytest.approx(4.968275, abs=2e-6)
+    assert sft.mean == pytest.approx(57.0, abs=1e-12) and sft.half_width == pytest.approx(6.572411, abs=2e-6)
+    # final/loss: rows at steps 1, 5, 10 -> the window (step > 9) is the step-10 row in every seed
+    assert arms[0].estimate("final/loss").mean == pytest.approx(0.5)
+
+
+def test_paired_differences_against_a_baseline(seeded, capsys):
+    """sft - dpo per seed: 5, 4, 6 -> mean 5, sd 1, half-width 4.302653 / sqrt(3) = 2.484138:
+    CI [2.515862, 7.484138] excludes 0 -> beyond noise."""
+    assert report_main([str(seeded), "--baseline", "loss=dpo"]) == 0
+    md = (seeded / "report.md").read_text()
+    assert "## Paired differences against loss=dpo on eval/sandbox/win_rate" in md
+    assert "| loss=sft | 5 | [2.516, 7.484] | 3 | seed | yes |" in md
+    assert "| loss=dpo | 3 | 0 | 52 ± 5 | 5.2 ± 0.5 | 0.5 ± 0 |" in md
+    with (seeded / "report_arms.csv").open() as f:
+        rows = {(r["arm"], r["metric"]): r for r in csv.DictReader(f)}
+    row = rows[("loss=sft", "eval/sandbox/win_rate")]
+    assert float(row["mean"]) == pytest.approx(57.0)
+    assert float(row["ci95_high"]) - 57.0 == pytest.approx(6.572411, abs=2e-6) and row["n"] == "3"
+    assert (seeded / "arms.png").read_bytes()[:8] == PNG
+    assert not (seeded / "eval_vs_tau.png").exists(), "the sweep does not set tau: no tau axis"
+    assert report_main([str(seeded), "--baseline", "loss=kto"]) == 2
+    assert "matches 0 arms" in capsys.readouterr().err
+
+
+def test_a_loss_that_ignores_tau_is_one_arm_and_a_flat_reference(tmp_path):
+    """DPO (router threshold, on_selected=route: DPO does not route) at tau 0.5 and 1.0 is the same
+    run twice: one arm, the seed counted once; MixDPO reads tau: one arm per tau."""
+    from prefexp.reporting.arms import group_arms
+
+    s = tmp_path / "tau"
+    arm_run(s, 0, "dpo", 0, 50.0, tau=0.5)
+    arm_run(s, 1, "dpo", 0, 50.0, tau=1.0)
+    arm_run(s, 2, "mixdpo", 0, 53.0, tau=0.5)
+    arm_run(s, 3, "mixdpo", 0, 57.0, tau=1.0)
+    arms = group_arms(collect_runs(s))
+    assert [a.label for a in arms] == ["loss=dpo (ignores tau)", "loss=mixdpo,tau=0.5",
+                                       "loss=mixdpo,tau=1.0"]
+    assert (len(arms[0].runs), arms[0].duplicates) == (1, 1)
+    assert report_main([str(s)]) == 0
+    assert (s / "eval_vs_tau.png").read_bytes()[:8] == PNG
+
+
+def test_final_window_never_uses_the_row_before_the_first_update():
+    """max_steps=3, logging_steps=5: the step-1 row (initial weights) is all there is -> no final;
+    with a last-step log (step 3) it is the final; 100 steps logged every 5: steps 95 and 100."""
+    from prefexp.reporting.final_window import final_metrics
+
+    assert final_metrics([{"step": 1, "loss": 0.6931}]) == {}
+    assert final_metrics([{"step": 1, "loss": 0.6931}, {"step": 3, "loss": 0.65}]) == \
+        {"step": 3, "final_rows": 1, "loss": 0.65}
+    rows = [{"step": 1, "loss": 9.0}] + [{"step": s, "loss": float(s)} for s in range(5, 101, 5)]
+    assert final_metrics(rows) == {"step": 100, "final_rows": 2, "loss": 97.5}
+
+
+def test_a_failed_evaluation_fails_the_job_until_a_newer_result(tmp_path):
+    import os
+
+    s = tmp_path / "s"
+    d = arm_run(s, 0, "dpo", 0, 50.0)
+    marker = d / "eval" / "sandbox" / "FAILED"
+    marker.write_text("EvaluationFailed: eval=sandbox exited with code 2; re-run: cd /x && python ...\n\ntail\n")
+    results = d / "eval" / "sandbox" / "results.json"
+    os.utime(results, (1_000_000, 1_000_000))  # results from an earlier attempt
+    run = collect_runs(s)[0]
+    assert run.status == "failed" and run.error.startswith("EvaluationFailed: eval=sandbox exited with code 2")
+    os.utime(results, (marker.stat().st_mtime + 10,) * 2)  # a re-run wrote new results
+    assert collect_runs(s)[0].status == "ok"
+
+
+def test_displacement_rows_are_changes_from_step_zero(tmp_path):
+    from prefexp.reporting.displacement import displacement_rows, probe_sets_of
+
+    probes = [{"step": 0, "learning_rate": None, "probe/difficult/chosen": -30.0, "probe/difficult/rejected": -32.0,
+               "probe/difficult/margin": 2.0, "probe/difficult/n": 4, "probe/easy/chosen": -20.0},
+              {"step": 5, "learning_rate": 1e-3, "probe/difficult/chosen": -33.5, "probe/difficult/rejected": -40.0,
+               "probe/difficult/margin": 6.5, "probe/difficult/n": 4, "probe/easy/chosen": -19.0}]
+    s = tmp_path / "p"
+    d = arm_run(s, 0, "dpo", 0, 50.0, probes=probes)
+    (d / "route_learning_rates.json").write_text(json.dumps(
+        {"difficult": {"pair_updates": 4, "mean_lr": 2e-4, "mean_lr_fraction_of_peak": 0.2}}))
+    run = collect_runs(s)[0]
+    assert run.route_lr == {"difficult/pair_updates": 4.0, "difficult/mean_lr": 2e-4,
+                            "difficult/mean_lr_fraction_of_peak": 0.2}
+    assert probe_sets_of([run]) == ["difficult", "easy"]
+    assert displacement_rows(run) == [
+        {"step": 0, "difficult/chosen": 0.0, "difficult/rejected": 0.0, "difficult/margin": 0.0, "easy/chosen": 0.0},
+        {"step": 5, "difficult/chosen": -3.5, "difficult/rejected": -8.0, "difficult/margin": 4.5, "easy/chosen": 1.0,
+         "learning_rate": 1e-3}]
+    assert report_main([str(s)]) == 0
+    assert (s / "displacement.png").read_bytes()[:8] == PNG
+    assert "lr/difficult/mean_lr_fraction_of_peak |" in (s / "report.md").read_text()
+
+
+def test_t_quantiles():
+    from prefexp.reporting.stats import mean_ci, t_quantile_975
+
+    assert t_quantile_975(1) == 12.706205 and t_quantile_975(30) == 2.042272
+    scipy_stats = pytest.importorskip("scipy.stats")
+    for df in (1, 2, 5, 29, 30, 31, 45, 120, 1000):
+        assert t_quantile_975(df) == pytest.approx(float(scipy_stats.t.ppf(0.975, df)), abs=1e-5)
+    one = mean_ci([3.0])
+    assert one.n == 1 and one.mean == 3.0 and math.isnan(one.half_width) and not one.excludes_zero
+    assert mean_ci([float("nan"), None, 1.0, 3.0]).n == 2

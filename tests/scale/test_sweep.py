@@ -40,8 +40,11 @@ def test_two_by_two_multirun_writes_four_runs_and_a_report(tiny, tmp_path):
     by_job = {str(j["job_num"]): j for j in summary["runs"]}
     for r in rows:
         assert float(r["final/loss"]) == pytest.approx(by_job[r["job"]]["final_metrics"]["loss"])
-    table = [line for line in (sweep / "report.md").read_text().splitlines() if line.startswith("| ")]
-    assert len(table) == 1 + 4  # header + four runs
+    md = (sweep / "report.md").read_text()
+    runs_table = [line for line in md.split("## Runs")[1].splitlines() if line.startswith("| ")]
+    assert len(runs_table) == 1 + 4  # header + four runs
+    arms_table = [line for line in md.split("## Runs")[0].splitlines() if line.startswith("| ")]
+    assert len(arms_table) == 1 + 4  # one seed per point: four arms of n=1
     for name in ("margins_vs_tau.png", "curves.png"):  # no eval results yet: margins against tau
         assert (sweep / name).read_bytes()[:8] == PNG
 
@@ -100,3 +103,58 @@ def test_a_failing_multi_rank_job_quotes_its_ranks(tmp_path):
     assert summary["failed"] == 1 and summary["runs"][0]["error"].startswith("RuntimeError: 2 rank(s) exited with code 1")
     failed = (sweep / summary["runs"][0]["dir"] / "FAILED").read_text()
     assert "attempt_0/0/stderr.log" in failed and "attempt_0/1/stderr.log" in failed and "broken-model" in failed
+
+
+def _evaluated_multirun(tiny: list[str], sweep: Path, *sweep_args: str) -> dict:
+    """A multirun whose jobs hand their checkpoints to eval=sandbox (2 prompts), in a sweep dir
+    whose path holds a space and a quote; the job dirs hold '=' and ','."""
+    from prefexp.config.override_quoting import override
+
+    run(train_cmd("-m", *sweep_args, "evaluate=[sandbox]", "evaluate_overrides=['eval.limit=2']", *tiny,
+                  override("hydra.sweep.dir", str(sweep))))
+    return json.loads((sweep / "sweep_summary.json").read_text())
+
+
+def test_every_job_of_a_multirun_is_evaluated_from_a_quoted_dir(tiny, tmp_path):
+    """One job (seconds, not minutes): its dir '0_...loss=dpo,...' reaches prefexp.evaluate intact."""
+    sweep = tmp_path / "hand off" / "it's a sweep"
+    summary = _evaluated_multirun([o if o != "trainer.max_steps=2" else "trainer.max_steps=1" for o in tiny],
+                                  sweep, "loss=dpo")
+    assert (summary["jobs"], summary["ok"], summary["failed"]) == (1, 1, 0)
+    job = summary["runs"][0]
+    assert "=" in job["dir"] and "," in job["dir"]
+    results = json.loads((sweep / job["dir"] / "eval" / "sandbox" / "results.json").read_text())
+    assert results["n_items"] == 2 and results["metrics"]["n_total"] == 2
+    assert job["eval"]["sandbox/n_total"] == 2.0
+
+
+@pytest.mark.slow
+def test_the_issue_sweep_evaluates_all_four_jobs_and_reports_two_seeds_per_loss(tiny, tmp_path):
+    """`-m loss=dpo,sft seed=0,1 evaluate=[sandbox]` (issue 16's "done when"): 4 evaluated jobs,
+    then `python -m prefexp.report` prints one row per loss with n=2 and draws error bars."""
+    import sys
+
+    sweep = tmp_path / "hand off" / "it's a sweep"
+    summary = _evaluated_multirun(tiny, sweep, "loss=dpo,sft", "seed=0,1")
+    assert (summary["jobs"], summary["ok"], summary["failed"]) == (4, 4, 0)
+    assert all(job["eval"]["sandbox/n_total"] == 2.0 for job in summary["runs"])
+    out = run([sys.executable, "-m", "prefexp.report", str(sweep)], timeout=300).stdout
+    arm_rows = [line for line in out.splitlines() if line.startswith("| loss=")]
+    assert [row.split(" | ")[:3] for row in arm_rows] == [["| loss=dpo", "2", "0"], ["| loss=sft", "2", "0"]]
+    assert (sweep / "arms.png").read_bytes()[:8] == PNG
+
+
+@pytest.mark.slow
+def test_a_failed_evaluation_makes_a_failed_job(tiny, tmp_path):
+    """The hand-off's evaluation fails (an unknown eval key): the job is 'failed' in the summary,
+    with the evaluation's exit code and a re-run command, though its training finished. (The same
+    rule without training, in seconds: tests/scale/test_report.py, tests/evaluation/test_handoff.py.)"""
+    sweep = tmp_path / "sweep"
+    overrides = [o if o != "trainer.max_steps=2" else "trainer.max_steps=1" for o in tiny]
+    run(train_cmd("-m", "loss=dpo", "evaluate=[sandbox]", "evaluate_overrides=['eval.no_such_key=1']", *overrides,
+                  f"hydra.sweep.dir={sweep}"))
+    summary = json.loads((sweep / "sweep_summary.json").read_text())
+    assert (summary["jobs"], summary["ok"], summary["failed"]) == (1, 0, 1)
+    job = summary["runs"][0]
+    assert job["error"].startswith("EvaluationFailed: eval=sandbox exited with code ")
+    assert "re-run: cd " in job["error"] and (sweep / job["dir"] / "checkpoint" / "manifest.json").exists()
