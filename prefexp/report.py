@@ -13,41 +13,9 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
-from typing import Optional
 
-from .reporting.arms import find_baseline, group_arms, paired_against
-from .reporting.collect import RunRecord, collect_runs
-from .reporting.table import headline_metrics, write_tables
-
-
-def write_report(sweep_dir: Path, runs: list[RunRecord] | None = None, baseline: Optional[str] = None,
-                 metric: Optional[str] = None) -> Path:
-    """Write the tables and plots for ``sweep_dir``; returns the report.md path. ``baseline``
-    (``key=value[,...]``) selects the arm the paired differences are taken against, on ``metric``
-    (default: the first benchmark's headline, else final/rewards/margins)."""
-    from .reporting.displacement import plot_displacement
-    from .reporting.plots import plot_against_tau, plot_arms, plot_curves
-
-    sweep_dir = Path(sweep_dir)
-    runs = collect_runs(sweep_dir) if runs is None else runs
-    arms = group_arms(runs)
-    paired = None
-    if baseline is not None:
-        base = find_baseline(arms, baseline)
-        heads = [m for m in headline_metrics(arms) if m.startswith("eval/")]
-        metric = metric or (heads[0] if heads else "final/rewards/margins")
-        paired = (base, metric, paired_against(arms, base, metric))
-    plots = []
-    if any(a.runs for a in arms):
-        plots.append(plot_arms(arms, sweep_dir))
-        if any("tau" in r.params for r in runs):
-            plots.append(plot_against_tau(arms, sweep_dir))
-        plots.append(plot_curves(arms, sweep_dir))
-        displacement = plot_displacement(arms, sweep_dir)
-        if displacement is not None:
-            plots.append(displacement)
-    md, _ = write_tables(runs, sweep_dir, sweep_dir.name, plots, arms, paired)
-    return md
+from .reporting.collect import collect_runs
+from .reporting.write import write_report
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -129,8 +129,10 @@ def torchrun_command(nproc: int, overrides: Sequence[str], run_dir: Path, config
 
 
 def hydra_quote(value: str) -> str:
-    """A Hydra override value that is taken literally (commas, '=', spaces, brackets)."""
-    return "'" + value.replace("'", "\\'") + "'"
+    """A Hydra override value that is taken literally (commas, '=', spaces, quotes, ``${``)."""
+    from ..config.override_quoting import quote_override_value
+
+    return quote_override_value(value)
 
 
 def spawn_ranks(nproc: int, overrides: Sequence[str], run_dir: Path, config_name: str = "train",

@@ -2,7 +2,6 @@
 NaN, so the basic launcher goes on with the next point and Optuna records a failed trial."""
 from __future__ import annotations
 
-import math
 import traceback
 from pathlib import Path
 
@@ -19,14 +18,8 @@ def write_failure(run_dir: Path, exc: BaseException) -> Path:
 
 
 def final_metric(run_dir: Path, key: str) -> float:
-    """The last logged value of ``key`` in metrics.jsonl (NaN if absent): a job's sweep objective."""
-    import json
+    """The job's sweep objective: ``key`` over the last logged window (``reporting.final_window``:
+    never a row before the first update); NaN if absent."""
+    from ..reporting.final_window import final_value
 
-    path = run_dir / "metrics.jsonl"
-    if not path.exists():
-        return math.nan
-    for line in reversed(path.read_text().splitlines()):
-        row = json.loads(line)
-        if key in row:
-            return float(row[key])
-    return math.nan
+    return final_value(run_dir, key)

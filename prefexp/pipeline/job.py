@@ -16,6 +16,7 @@ from .fit import fit
 from .load import load_data
 from .model_source import ModelSource
 from .planning import plan_training
+from .probes import displacement_probes
 from .reference import reference_pass
 from .token_cleaning import clean_tokens
 from .tokens import tokenise
@@ -38,6 +39,7 @@ def train(settings: Settings, resolved: dict, run_dir: Path) -> Path | None:
     reference = reference_pass(settings, tokens, model)          # reference log-probs, cached on disk
     masks = clean_tokens(settings.config, tokens, model, run_dir)  # token-cleaning masks (or none)
     examples = training_examples(tokens, reference, masks, plan)  # one dict per example, plan order
-    trainer = build_trainer(settings, examples, model, run_dir)  # TrainingArguments, model, collator
+    probes = displacement_probes(settings.config, data, tokens, examples)  # fixed pairs, every loss
+    trainer = build_trainer(settings, examples, probes, model, run_dir)  # arguments, model, callbacks
     fit(trainer, settings)                                       # resumes from the last checkpoint
     return save_final_checkpoint(settings, trainer, model, resolved, run_dir)

@@ -21,7 +21,7 @@ log = logging.getLogger(__name__)
 def router_spec(c: TrainConfig) -> RouterSpec:
     r = c.router
     return RouterSpec(r.name, c.tau, r.band_low, r.band_high, r.on_selected, r.on_rest, r.selected_weight,
-                      r.rest_weight)
+                      r.rest_weight, seed=c.seed)
 
 
 def plan_training(settings: Settings, data: PairData, margins: Margins, run_dir: Path) -> list[PlanEntry]:

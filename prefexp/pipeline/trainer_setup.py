@@ -9,15 +9,19 @@ from pathlib import Path
 from ..config.schema import TrainConfig
 from ..config.validate import Settings
 from ..engine.artifacts import LossStateCallback, MetricsFileCallback
-from ..engine.distributed import cpu_ranks, deepspeed_dict, prepare_deepspeed
+from ..engine.distributed import cpu_ranks, deepspeed_dict, is_main_process, prepare_deepspeed, world_size
+from ..engine.last_step_log import LogLastStepCallback
+from ..engine.probes import ProbeCallback
 from ..engine.throughput import ThroughputCallback
 from ..engine.trainer import PreferenceTrainer
 from .model_source import ModelSource
+from .probes import DisplacementProbes
 
 log = logging.getLogger(__name__)
 
 
-def build_trainer(settings: Settings, examples: list[dict], model: ModelSource, run_dir: Path) -> PreferenceTrainer:
+def build_trainer(settings: Settings, examples: list[dict], probes: DisplacementProbes, model: ModelSource,
+                  run_dir: Path) -> PreferenceTrainer:
     import torch
 
     c, loss = settings.config, settings.loss
@@ -29,9 +33,15 @@ def build_trainer(settings: Settings, examples: list[dict], model: ModelSource, 
             if isinstance(module, torch.nn.Dropout):
                 module.p = 0.0
     collator = make_collator(examples, c, policy, model.tokenizer.pad_token_id)
+    t = c.trainer
+    probe_callback = ProbeCallback(policy, probes.sets, model.tokenizer.pad_token_id, run_dir / "probes.jsonl",
+                                   every_n_steps=t.logging_steps, labels_in_order=probes.labels_in_order,
+                                   pairs_per_step=t.per_device_batch_size * t.gradient_accumulation_steps * world_size(),
+                                   is_main_process=is_main_process())
+    callbacks = [ThroughputCallback(), MetricsFileCallback(run_dir / "metrics.jsonl"), LogLastStepCallback(),
+                 probe_callback]
     trainer = PreferenceTrainer(model=policy, args=args, train_dataset=examples, data_collator=collator,
-                                processing_class=model.tokenizer, preference_loss=loss,
-                                callbacks=[ThroughputCallback(), MetricsFileCallback(run_dir / "metrics.jsonl")])
+                                processing_class=model.tokenizer, preference_loss=loss, callbacks=callbacks)
     if loss.is_stateful:  # running statistics travel with the checkpoints
         trainer.add_callback(LossStateCallback(loss))
     return trainer

@@ -51,7 +51,7 @@ class SweepSummary(Callback):
             return
         if self.report:
             try:
-                from ..report import write_report
+                from .write import write_report
 
                 log.info("sweep report: %s", write_report(sweep_dir))
             except Exception:  # noqa: BLE001

@@ -9,7 +9,7 @@ from hydra.core.hydra_config import HydraConfig
 
 from prefexp.config.validate import validate
 from prefexp.difficulty.router import RouterSpec, select
-from prefexp.engine.run import train
+from prefexp.pipeline import train
 from tests.conftest import compose
 from tests.difficulty.test_dry_run_plans import MARGINS, data  # noqa: F401  (the module's JSONL fixture)
 

@@ -1,0 +1,27 @@
+"""Stage 6b, displacement probes: fixed pairs whose chosen / rejected log-probs are tracked over
+training for every loss (``prefexp.engine.probes``), and the difficulty label of each training
+example in order (which learning rate each route was trained at)."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ..config.schema import TrainConfig
+from ..difficulty.plan import rating_margins
+from ..engine.probes import probe_sets, training_labels
+from .load import PairData
+from .tokens import TokenisedPairs
+
+
+@dataclass
+class DisplacementProbes:
+    sets: dict[str, list[dict]]  # "difficult" / "easy" (rating margin < tau) / "all" -> tokenised pairs
+    labels_in_order: list[str]  # the label of every training example, in training order
+
+
+def displacement_probes(c: TrainConfig, data: PairData, tokens: TokenisedPairs,
+                        examples: list[dict]) -> DisplacementProbes:
+    """Drawn from all pairs (discarded ones too) by the rating margin, with a fixed seed, so every
+    arm of a sweep (DPO, MixDPO, discard) is probed on the same pairs."""
+    margin_of = {p.index: m for p, m in zip(data.pairs, rating_margins(data.pairs))}
+    return DisplacementProbes(probe_sets(tokens.examples, margin_of, c.tau),
+                              training_labels([e["index"] for e in examples], margin_of, c.tau))
