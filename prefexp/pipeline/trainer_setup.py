@@ -8,7 +8,7 @@ from pathlib import Path
 
 from ..config.schema import TrainConfig
 from ..config.validate import Settings
-from ..engine.artifacts import LossStateCallback, MetricsFileCallback
+from ..engine.artifacts import MetricsFileCallback
 from ..engine.distributed import cpu_ranks, deepspeed_dict, prepare_deepspeed
 from ..engine.throughput import ThroughputCallback
 from ..engine.trainer import PreferenceTrainer
@@ -31,9 +31,8 @@ def build_trainer(settings: Settings, examples: list[dict], model: ModelSource, 
     collator = make_collator(examples, c, policy, model.tokenizer.pad_token_id)
     trainer = PreferenceTrainer(model=policy, args=args, train_dataset=examples, data_collator=collator,
                                 processing_class=model.tokenizer, preference_loss=loss,
+                                on_nonfinite=c.trainer.on_nonfinite,
                                 callbacks=[ThroughputCallback(), MetricsFileCallback(run_dir / "metrics.jsonl")])
-    if loss.is_stateful:  # running statistics travel with the checkpoints
-        trainer.add_callback(LossStateCallback(loss))
     return trainer
 
 
