@@ -24,8 +24,8 @@ class NonFiniteStop(Exception):
         self.step, self.what, self.rows, self.last_checkpoint = step, what, rows, last_checkpoint
         self.exit_code = EXIT_NONFINITE
         good = f"last good checkpoint: {last_checkpoint}" if last_checkpoint else "no checkpoint saved yet"
-        super().__init__(f"non-finite {what} at step {step} (dataset rows index={_rows_text(rows)}); stopped before "
-                         f"applying it, nothing non-finite saved; {good}. Lower trainer.learning_rate, check those "
+        super().__init__(f"non-finite {what} at step {step} (dataset rows index={_rows_text(rows)}); stopped, "
+                         f"nothing non-finite saved; {good}. Lower trainer.learning_rate, check those "
                          "rows, or pass trainer.on_nonfinite=skip to skip such batches")
 
 
