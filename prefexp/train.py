@@ -105,8 +105,18 @@ def _spawn(settings: Settings, nproc: int, run_dir: Path) -> None:
 
     group = tracking_group(settings.config, _sweep_dir())
     config_name = (_hydra().job.config_name if _hydra() else None) or "train"
-    signum = spawn_ranks(nproc, _task_overrides(), run_dir, config_name,
-                         env={"WANDB_RUN_GROUP": group} if group else None)  # ranks run outside the multirun
+    try:
+        signum = spawn_ranks(nproc, _task_overrides(), run_dir, config_name,
+                             env={"WANDB_RUN_GROUP": group} if group else None)  # ranks run outside the multirun
+    except RuntimeError:
+        from .engine.nonfinite import EXIT_NONFINITE
+        from .launch.ranks import rank_error_line
+
+        line = rank_error_line(run_dir, "error: non-finite")  # the guard stopped the ranks: say so, once
+        if line is None or _is_multirun():
+            raise
+        print(line, file=sys.stderr, flush=True)
+        sys.exit(EXIT_NONFINITE)
     if signum is not None:
         checkpoint = newest_complete_checkpoint(run_dir / "checkpoints")
         raise Preempted(signum, int(checkpoint.name.split("-")[1]) if checkpoint else 0, checkpoint and str(checkpoint))

@@ -201,3 +201,14 @@ def rank_log_tail(run_dir: Path, lines: int = 40) -> str:
         if text:
             parts.append(f"--- {path.relative_to(run_dir)}\n" + "\n".join(text))
     return "\n".join(parts)
+
+
+def rank_error_line(run_dir: Path, prefix: str) -> str | None:
+    """The first line starting with ``prefix`` in any rank's captured stderr (None if none), so
+    the launcher can repeat a rank's one-line error instead of a wall of rank logs."""
+    for path in sorted((run_dir / ".launch").rglob("stderr.log")):
+        for line in path.read_text(errors="replace").splitlines():
+            line = line.split("]:", 1)[1] if line.startswith("[default") and "]:" in line else line  # --tee prefix
+            if line.startswith(prefix):
+                return line
+    return None

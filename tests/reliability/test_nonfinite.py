@@ -83,3 +83,15 @@ def test_skip_mode_skips_non_finite_batches_and_counts_them(tmp_path):
     assert summary["skipped_steps"] >= 1 and summary["skipped_steps"] == rows[-1]["nonfinite/skipped"]
     assert all(math.isfinite(r["loss"]) for r in rows)
     assert _all_finite(run_dir / "checkpoint"), "skipped batches never reached the weights"
+
+
+def test_the_launcher_repeats_a_ranks_non_finite_line(tmp_path):
+    """Under trainer.devices=N the ranks' stderr is captured by torchrun (--tee prefixes each
+    line); the launcher finds the guard's line there and prints it instead of the rank logs."""
+    from prefexp.launch.ranks import rank_error_line
+
+    log = tmp_path / ".launch" / "none_abc" / "attempt_0" / "1" / "stderr.log"
+    log.parent.mkdir(parents=True)
+    log.write_text("[default1]:Traceback ...\n[default1]:error: non-finite loss at step 3 (dataset rows index=1,2)\n")
+    assert rank_error_line(tmp_path, "error: non-finite") == "error: non-finite loss at step 3 (dataset rows index=1,2)"
+    assert rank_error_line(tmp_path, "error: something else") is None
