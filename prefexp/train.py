@@ -152,7 +152,7 @@ def _stops_exit(run_dir: Path):
             print(f"stopped: {exc.args[0].split(';')[0]}; resume with: {command}", file=sys.stderr, flush=True)
         sys.exit(exc.exit_code)
     except NonFiniteStop as exc:
-        if distributed.is_main_process():
+        if distributed.is_main_process() or os.environ.get("PREFEXP_SPAWNED"):  # the launcher repeats one rank's
             print(f"error: {exc}", file=sys.stderr, flush=True)
         sys.exit(exc.exit_code)
 
