@@ -46,6 +46,11 @@ class PreemptionFlag:
                     signal.Signals(signum).name)
 
     def install(self) -> "PreemptionFlag":
+        import threading
+
+        if threading.current_thread() is not threading.main_thread():  # signal.signal would raise
+            log.warning("training outside the main thread: SIGTERM / SIGINT stop it without a checkpoint")
+            return self
         for sig in SIGNALS:
             self._previous[sig] = signal.signal(sig, self._handle)
         return self
