@@ -193,9 +193,11 @@ def _sweep_dir() -> str | None:
 
 if __name__ == "__main__":
     from .launch.ranks import shared_run_dir_problem, strip_launcher_args
+    from .launch.run_lock import refusal_before_hydra
 
     sys.argv = strip_launcher_args(sys.argv)
-    problem = shared_run_dir_problem(sys.argv[1:])  # one run dir for all ranks
+    # one run dir for all ranks, and not one that a live run holds
+    problem = shared_run_dir_problem(sys.argv[1:]) or refusal_before_hydra(sys.argv[1:])
     if problem:
         print(f"error: {problem}", file=sys.stderr)
         sys.exit(2)

@@ -103,3 +103,18 @@ class RunLock:
 
     def __exit__(self, *exc) -> None:
         self.release()
+
+
+def refusal_before_hydra(argv: list[str]) -> str | None:
+    """The busy-run-dir message for an explicit ``hydra.run.dir=D`` that a live run holds, checked
+    before Hydra starts: Hydra would otherwise first rewrite the live run's ``D/.hydra/``. (Without
+    an explicit dir Hydra picks a new timestamped one, which nobody holds.) None: go ahead; the
+    lock itself is taken later, in the job (this check alone would race)."""
+    if os.environ.get("PREFEXP_SPAWNED") or os.environ.get("RANK", "0") != "0" or "-m" in argv or "--multirun" in argv:
+        return None
+    values = [a.split("=", 1)[1] for a in argv if a.startswith("hydra.run.dir=")]
+    if not values:
+        return None
+    lock = RunLock(Path(values[-1].strip("'\"")))
+    holder = _read(lock.path) if lock.path.is_file() else None
+    return lock._busy_message(holder) if holder and not lock._stale(holder) else None

@@ -84,3 +84,41 @@ def test_sigterm_to_the_launcher_reaches_every_rank_and_saves(tmp_path, tiny_dat
     assert checkpoint.parent == run_dir / "checkpoints" and (checkpoint / "trainer_state.json").exists()
     shards = sorted(p.name for p in checkpoint.glob("global_step*/*optim_states.pt"))
     assert len(shards) == 2, f"both ranks wrote their ZeRO-2 optimizer shard: {shards}"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("stage", ["zero2", "zero3"])
+def test_launcher_sigkilled_mid_save_then_resume_gives_the_uninterrupted_weights(tmp_path, tiny_data, stage):
+    """ZeRO: every rank writes its shards into .saving/checkpoint-4, the launcher is SIGKILLed there;
+    the rerun sets that save aside, resumes from checkpoint-2 and ends bit-identical."""
+    import torch
+    from safetensors.torch import load_file
+
+    keep = [a for a in [*TINY, *DS] if not a.startswith(("trainer.max_steps=", "trainer.save_steps=", "deepspeed="))]
+    args = [*keep, f"deepspeed={stage}", "trainer.max_steps=6", "trainer.save_steps=2",
+            f"paths.cache_dir={tmp_path / 'cache'}"]
+
+    def launch(run_dir: Path, env: dict | None = None) -> tuple[subprocess.Popen, Path]:
+        log = run_dir.parent / f"{run_dir.name}.{len(list(run_dir.parent.glob(run_dir.name + '.*.log')))}.log"
+        cmd = [sys.executable, "-m", "prefexp.train", *args, f"hydra.run.dir={run_dir}"]
+        return subprocess.Popen(cmd, cwd=REPO, stdout=log.open("w"), stderr=subprocess.STDOUT,
+                                env={**os.environ, **(env or {})}), log
+
+    baseline = tmp_path / "uninterrupted"
+    proc, log = launch(baseline)
+    assert proc.wait(timeout=900) == 0, log.read_text()[-3000:]
+
+    run_dir = tmp_path / "killed"
+    proc, log = launch(run_dir, {"PREFEXP_TEST_PAUSE_IN_SAVE": "4:600"})
+    wait_for(lambda: "paused in the save of checkpoint-4" in log.read_text(), proc, log)
+    proc.kill()
+    proc.wait()
+    assert not wait_gone(run_dir), "no rank outlives the SIGKILLed launcher"
+    assert (run_dir / "checkpoints" / ".saving" / "checkpoint-4").is_dir()
+    proc, log = launch(run_dir)
+    assert proc.wait(timeout=900) == 0, log.read_text()[-3000:]
+    assert "set aside incomplete checkpoint" in log.read_text()
+    assert f"resuming from {run_dir / 'checkpoints' / 'checkpoint-2'}" in log.read_text()
+    want = load_file(baseline / "checkpoint" / "model.safetensors")
+    got = load_file(run_dir / "checkpoint" / "model.safetensors")
+    assert want.keys() == got.keys() and all(torch.equal(want[k], got[k]) for k in want)

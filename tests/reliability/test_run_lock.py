@@ -53,3 +53,14 @@ def test_second_acquire_in_the_same_dir_is_refused_and_release_only_removes_ones
         other.release()  # never acquired: must not remove the holder's lock
         assert (tmp_path / LOCK_NAME).exists()
     assert not (tmp_path / LOCK_NAME).exists()
+
+
+def test_a_held_run_dir_is_refused_before_hydra_rewrites_its_config(tmp_path):
+    """An explicit hydra.run.dir held by a live run is refused before Hydra writes D/.hydra/."""
+    from prefexp.launch.run_lock import refusal_before_hydra
+
+    with RunLock(tmp_path):
+        message = refusal_before_hydra(["loss=dpo", f"hydra.run.dir='{tmp_path}'"])
+        assert message and f"pid {os.getpid()} on host {socket.gethostname()}" in message
+        assert refusal_before_hydra(["loss=dpo"]) is None, "a fresh timestamped dir is nobody's"
+    assert refusal_before_hydra([f"hydra.run.dir={tmp_path}"]) is None, "released: free again"
