@@ -7,7 +7,10 @@ The work itself is the pipeline's (``prefexp.pipeline``); W&B is ``prefexp.track
 evaluation hand-off is ``prefexp.evaluation.handoff``. Only this module and ``prefexp.config``
 touch the DictConfig.
 
-Exit codes: 0 done, 2 bad input (one ``error:`` line naming the key or the file and line).
+Exit codes: 0 done, 2 bad input (one ``error:`` line naming the key or the file and line; also a
+run dir that a live run holds), 3 stopped by the non-finite guard (a NaN / inf loss or gradient
+norm, ``trainer.on_nonfinite=stop``), 128 + N stopped by signal N after saving a checkpoint
+(143 SIGTERM, 130 SIGINT; the printed command resumes).
 """
 from __future__ import annotations
 
@@ -50,6 +53,10 @@ def run(cfg: DictConfig) -> float:
 
     if distributed.world_size() > 1 and not distributed.is_main_process():
         distributed.quiet_replica_logging()  # only rank 0 writes train.log
+    if os.environ.get("PREFEXP_SPAWNED") and distributed.in_launch():
+        from .launch.ranks import die_with_parent
+
+        die_with_parent()  # torchrun killed outright: this rank still gets SIGTERM, saves and stops
     with _input_errors_exit_2():
         settings = validate(cfg)
         run_dir = Path(settings.config.paths.run_dir)
@@ -57,11 +64,18 @@ def run(cfg: DictConfig) -> float:
             preflight_run_dir(settings.config, run_dir)
     c = settings.config
     nproc = ranks_to_spawn(c.trainer.devices, c.deepspeed.enabled, c.dry_run)
-    if nproc:
-        _spawn(settings, nproc, run_dir)
-    else:
-        with _input_errors_exit_2():
-            _train_here(settings, OmegaConf.to_container(cfg, resolve=True), run_dir)
+    with _input_errors_exit_2():
+        lock = _hold_run_dir(run_dir)
+    try:
+        with _stops_exit(run_dir):
+            if nproc:
+                _spawn(settings, nproc, run_dir)
+            else:
+                with _input_errors_exit_2():
+                    _train_here(settings, OmegaConf.to_container(cfg, resolve=True), run_dir)
+    finally:
+        if lock:
+            lock.release()
     if c.evaluate and not c.dry_run and distributed.is_main_process() and not os.environ.get("PREFEXP_SPAWNED"):
         from .evaluation.handoff import evaluate_after_training  # ranks we started: their parent does it
 
@@ -89,10 +103,61 @@ def _spawn(settings: Settings, nproc: int, run_dir: Path) -> None:
     from .launch.ranks import spawn_ranks
     from .tracking import tracking_group
 
+    from .engine.checkpoints import newest_complete_checkpoint
+    from .engine.preemption import Preempted
+
     group = tracking_group(settings.config, _sweep_dir())
     config_name = (_hydra().job.config_name if _hydra() else None) or "train"
-    spawn_ranks(nproc, _task_overrides(), run_dir, config_name,
-                env={"WANDB_RUN_GROUP": group} if group else None)  # ranks run outside the multirun
+    try:
+        signum = spawn_ranks(nproc, _task_overrides(), run_dir, config_name,
+                             env={"WANDB_RUN_GROUP": group} if group else None)  # ranks run outside the multirun
+    except RuntimeError:
+        from .engine.nonfinite import EXIT_NONFINITE
+        from .launch.ranks import rank_error_line
+
+        line = rank_error_line(run_dir, "error: non-finite")  # the guard stopped the ranks: say so, once
+        if line is None or _is_multirun():
+            raise
+        print(line, file=sys.stderr, flush=True)
+        sys.exit(EXIT_NONFINITE)
+    if signum is not None:
+        checkpoint = newest_complete_checkpoint(run_dir / "checkpoints")
+        raise Preempted(signum, int(checkpoint.name.split("-")[1]) if checkpoint else 0, checkpoint and str(checkpoint))
+
+
+def _hold_run_dir(run_dir: Path):
+    """The run dir's lock (launch/run_lock.py), held by the outermost process of the job: this one,
+    unless it is a rank that prefexp's own launcher started (the launcher holds it) or a rank > 0."""
+    from .engine import distributed
+    from .launch.run_lock import RunLock
+
+    if (os.environ.get("PREFEXP_SPAWNED") and distributed.in_launch()) or not distributed.is_main_process():
+        return None
+    return RunLock(run_dir).acquire()
+
+
+@contextmanager
+def _stops_exit(run_dir: Path):
+    """A signal (checkpoint saved) or the non-finite guard ends the job in one line and its exit code."""
+    import shlex
+
+    from .engine import distributed
+    from .engine.nonfinite import NonFiniteStop
+    from .engine.preemption import Preempted
+
+    try:
+        yield
+    except Preempted as exc:
+        if distributed.is_main_process() and not (os.environ.get("PREFEXP_SPAWNED") and distributed.in_launch()):
+            command = shlex.join([sys.executable, "-m", "prefexp.train",
+                                  *[o for o in _task_overrides() if not o.startswith("hydra.run.dir=")],
+                                  f"hydra.run.dir={run_dir}"])
+            print(f"stopped: {exc.args[0].split(';')[0]}; resume with: {command}", file=sys.stderr, flush=True)
+        sys.exit(exc.exit_code)
+    except NonFiniteStop as exc:
+        if distributed.is_main_process() or os.environ.get("PREFEXP_SPAWNED"):  # the launcher repeats one rank's
+            print(f"error: {exc}", file=sys.stderr, flush=True)
+        sys.exit(exc.exit_code)
 
 
 @contextmanager
@@ -131,9 +196,11 @@ def _sweep_dir() -> str | None:
 
 if __name__ == "__main__":
     from .launch.ranks import shared_run_dir_problem, strip_launcher_args
+    from .launch.run_lock import refusal_before_hydra
 
     sys.argv = strip_launcher_args(sys.argv)
-    problem = shared_run_dir_problem(sys.argv[1:])  # one run dir for all ranks
+    # one run dir for all ranks, and not one that a live run holds
+    problem = shared_run_dir_problem(sys.argv[1:]) or refusal_before_hydra(sys.argv[1:])
     if problem:
         print(f"error: {problem}", file=sys.stderr)
         sys.exit(2)

@@ -126,7 +126,10 @@ class TrainerConfig:
     logging_steps: int = 5
     save_steps: int = 200
     save_total_limit: int = 2
-    resume: str = "auto"  # auto (resume from the last checkpoint in the run dir) | never
+    resume: str = "auto"  # auto (resume from the newest complete checkpoint in the run dir) | never
+    # a NaN / inf loss or gradient norm (engine/nonfinite.py): stop (exit 3, nothing non-finite
+    # saved) | skip (no optimizer update for that batch; counted in the logs and nonfinite.json)
+    on_nonfinite: str = "stop"
     reference_batch_size: int = 32
     # shared-prompt, padding-free pair batches (engine/packing.py): same log-probs, 1.7x tokens/s in
     # the CPU benchmark (2M params, long responses) but 2.6x slower on the 138k-param sandbox, where

@@ -178,6 +178,10 @@ def validate(cfg: DictConfig) -> Settings:
     one_of("curriculum.order", c.curriculum.order, ORDERS)
     one_of("trainer.precision", c.trainer.precision, PRECISIONS)
     one_of("trainer.resume", c.trainer.resume, ("auto", "never"))
+    one_of("trainer.on_nonfinite", c.trainer.on_nonfinite, ("stop", "skip"))
+    if c.trainer.on_nonfinite == "skip" and c.deepspeed.enabled:  # its engine steps inside backward()
+        errors.append("trainer.on_nonfinite=skip cannot skip a DeepSpeed step (the engine applies it inside the "
+                      "backward); use trainer.on_nonfinite=stop with DeepSpeed")
     one_of("logger.backend", c.logger.backend, ("wandb", "none"))
     one_of("logger.mode", c.logger.mode, ("offline", "online", "disabled"))
     if c.dataset.source in ("hf", "jsonl") and not c.dataset.path:

@@ -29,22 +29,9 @@ class MetricsFileCallback(TrainerCallback):
                 f.write(json.dumps({"step": state.global_step, **logs}) + "\n")
 
 
+# A stateful loss's running statistics (beta-DPO, AlphaDPO), saved into every checkpoint by
+# PreferenceTrainer._save_checkpoint so a resumed run continues them instead of restarting from zero.
 LOSS_STATE = "loss_state.pt"
-
-
-class LossStateCallback(TrainerCallback):
-    """Saves a stateful loss's running statistics (beta-DPO, AlphaDPO) into every checkpoint, so a
-    resumed run continues them instead of restarting from zero; :func:`load_loss_state` reads them."""
-
-    def __init__(self, loss):
-        self.loss = loss
-
-    def on_save(self, args, state, control, **kwargs):
-        if state.is_world_process_zero:
-            import torch
-
-            checkpoint = Path(args.output_dir) / f"checkpoint-{state.global_step}"
-            torch.save(self.loss.state_dict(), checkpoint / LOSS_STATE)
 
 
 def load_loss_state(loss, checkpoint: str | Path) -> bool:

@@ -4,25 +4,39 @@ Everything else (optimizer, schedule, gradient accumulation, bf16, DeepSpeed, ch
 W&B reporting) stays the Trainer's. ``compute_loss`` runs one concatenated forward, builds only
 the inputs the loss declares through its capability flags, and stores TRL-named diagnostics
 that ``log`` averages over the logging window.
+
+Two reliability hooks: checkpoints are saved beside and renamed into place (``_save_checkpoint``,
+engine/checkpoints.py), and a NaN / inf loss or gradient norm stops the run or skips the batch
+(``compute_loss`` and ``_get_grad_norm``, engine/nonfinite.py).
 """
 from __future__ import annotations
 
+import logging
 from collections import defaultdict
+from pathlib import Path
 
 import torch
 from transformers import Trainer
+from transformers.trainer_utils import rotate_checkpoints
 
+from .artifacts import LOSS_STATE
+from .checkpoints import newest_complete_checkpoint, pause_for_tests, publish, staging_dir
 from .groups import dense_groups
 from .logps import forward_logps, forward_token_logps
+from .nonfinite import NonFiniteGuard, NonFiniteStop, is_finite
+
+log = logging.getLogger(__name__)
 
 
 class PreferenceTrainer(Trainer):
-    def __init__(self, *args, preference_loss, **kwargs):
+    def __init__(self, *args, preference_loss, on_nonfinite: str = "stop", **kwargs):
         super().__init__(*args, **kwargs)
         self.preference_loss = preference_loss
         # The loss is already a batch mean; the Trainer must still divide by accumulation steps.
         self.model_accepts_loss_kwargs = False
         self._stored: dict[str, list[float]] = defaultdict(list)
+        self.nonfinite = NonFiniteGuard(on_nonfinite)
+        self._saving = False  # inside _save_checkpoint: the Trainer writes into the staging dir
 
     def loss_inputs(self, batch: dict, logps: torch.Tensor, lengths: torch.Tensor) -> dict:
         if "group_mask" in batch:
@@ -73,6 +87,8 @@ class PreferenceTrainer(Trainer):
         if "pair_weights" in inputs:  # the router's weight action; 1.0 everywhere otherwise
             losses = losses * inputs["pair_weights"].to(losses.dtype)
         loss = losses.mean()
+        if model.training:
+            self._check_loss(inputs, loss)
         self._store(out, loss_inputs)
         return (loss, out) if return_outputs else loss
 
@@ -104,4 +120,64 @@ class PreferenceTrainer(Trainer):
             for key, values in self._stored.items():
                 logs[key] = sum(values) / len(values)
             self._stored.clear()
+        if "loss" in logs and self.nonfinite.mode == "skip":
+            logs["nonfinite/skipped"] = len(self.nonfinite.skipped)  # cumulative: optimizer steps skipped so far
         super().log(logs, start_time)
+
+    # --- non-finite guard -------------------------------------------------------------------------
+    def _check_loss(self, inputs: dict, loss: torch.Tensor) -> None:
+        """Per micro-batch: remember its rows; a non-finite loss in stop mode ends the run here,
+        before its backward (under DeepSpeed the backward is also the optimizer step)."""
+        self.nonfinite.see_micro_batch(inputs["index"].tolist() if "index" in inputs else [], loss)
+        if self.nonfinite.mode == "stop" and not is_finite(loss):
+            self._stop_nonfinite("loss")
+
+    def _get_grad_norm(self, model, grad_norm=None):
+        """Called once per optimizer step, after the backward(s), before ``optimizer.step()``."""
+        grad_norm = super()._get_grad_norm(model, grad_norm=grad_norm)
+        what = self.nonfinite.problem(grad_norm)
+        if what and self.nonfinite.mode == "stop":
+            self._stop_nonfinite(what)
+        if what:  # skip: without gradients the optimizer leaves weights and moments as they are
+            step = self.state.global_step + 1
+            self.nonfinite.record_skip(step, what)
+            model.zero_grad(set_to_none=True)
+            log.warning("non-finite %s at step %d (dataset rows index=%s): batch skipped, no optimizer update "
+                        "(%d skipped so far)", what, step, self.nonfinite.step_rows, len(self.nonfinite.skipped))
+        self.nonfinite.next_step()
+        return grad_norm
+
+    def _stop_nonfinite(self, what: str):
+        raise NonFiniteStop(self.state.global_step + 1, what, list(self.nonfinite.step_rows),
+                            str(newest_complete_checkpoint(self.args.output_dir) or "") or None)
+
+    # --- atomic checkpoints -----------------------------------------------------------------------
+    def _get_output_dir(self, trial) -> str:
+        output_dir = super()._get_output_dir(trial)
+        return str(staging_dir(output_dir)) if self._saving else output_dir
+
+    def _save_checkpoint(self, model, trial) -> None:
+        """The Trainer's save, written into ``<output>/.saving/checkpoint-N`` by every rank, then
+        renamed to ``<output>/checkpoint-N`` by rank 0 once all ranks are done (then rotation)."""
+        output_dir = Path(super()._get_output_dir(trial))
+        name = f"checkpoint-{self.state.global_step}"
+        # A finite gradient times a huge learning rate can still overflow a weight to inf; such a
+        # checkpoint would poison every resume. (ZeRO-3 placeholders are empty: checked as finite.)
+        if not all(torch.isfinite(p).all() for p in model.parameters()):
+            raise NonFiniteStop(self.state.global_step, "weights after the update", list(self.nonfinite.previous_rows),
+                                str(newest_complete_checkpoint(output_dir) or "") or None)
+        self._saving = True
+        try:
+            super()._save_checkpoint(model, trial)  # its own rotation runs inside .saving: a no-op
+        finally:
+            self._saving = False
+        staged = staging_dir(output_dir) / name
+        if self.args.should_save and self.preference_loss.is_stateful:  # running statistics travel along
+            torch.save(self.preference_loss.state_dict(), staged / LOSS_STATE)
+        pause_for_tests(self.state.global_step)
+        self.accelerator.wait_for_everyone()  # every rank's shards are written
+        if self.args.should_save:
+            publish(staged, output_dir / name)
+            rotate_checkpoints(output_dir=str(output_dir), save_total_limit=self.args.save_total_limit,
+                               best_model_checkpoint=self.state.best_model_checkpoint, use_mtime=False)
+        self.accelerator.wait_for_everyone()  # nobody reads checkpoint-N before it exists

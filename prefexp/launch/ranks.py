@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -135,20 +136,63 @@ def hydra_quote(value: str) -> str:
     return quote_override_value(value)
 
 
+# Signals the launcher passes on to torchrun, which passes them on to every rank (and SIGKILLs a
+# rank still running 30 s later: torch.distributed.elastic's shutdown timeout).
+FORWARDED_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
+
+
 def spawn_ranks(nproc: int, overrides: Sequence[str], run_dir: Path, config_name: str = "train",
-                env: dict[str, str] | None = None) -> None:
-    """Start the ranks (``env`` added to theirs) and wait; raises RuntimeError naming the rank logs
-    if any rank failed."""
+                env: dict[str, str] | None = None) -> int | None:
+    """Start the ranks (``env`` added to theirs) and wait. Returns the signal number when the
+    launcher was signalled (the ranks then saved their step and stopped: engine/preemption.py),
+    else None; raises RuntimeError naming the rank logs if any rank failed otherwise.
+
+    No rank outlives the launcher: SIGTERM / SIGINT / SIGHUP to it are forwarded to torchrun, and
+    torchrun gets SIGTERM from the kernel if the launcher dies without a word (SIGKILL, OOM)."""
     cmd = torchrun_command(nproc, overrides, run_dir, config_name, slurm_rendezvous(),
                            capture_logs=not sys.stderr.isatty())
     log.info("launching %d rank(s) in %s: %s", nproc, run_dir, " ".join(cmd[1:]))
     env = {**os.environ, **(env or {}), "PREFEXP_SPAWNED": "1"}  # the launching process evaluates, not rank 0
     for key in ("RANK", "LOCAL_RANK", "WORLD_SIZE", "LOCAL_WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT"):
         env.pop(key, None)
-    rc = subprocess.run(cmd, env=env).returncode
+    # Own session: a Ctrl-C on the terminal reaches the launcher only, which forwards it once.
+    proc = subprocess.Popen(cmd, env=env, start_new_session=True, preexec_fn=die_with_parent)
+    received: list[int] = []
+
+    def forward(signum, frame):
+        received.append(signum)
+        log.warning("%s: passed on to the ranks; they finish their step, save and stop", signal.Signals(signum).name)
+        proc.send_signal(signum)
+
+    previous = {sig: signal.signal(sig, forward) for sig in FORWARDED_SIGNALS}
+    try:
+        rc = proc.wait()
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        if proc.poll() is None:  # the launcher fails itself (an exception above): take the ranks along
+            proc.kill()
+    if received:
+        return received[0]
     if rc != 0:
         raise RuntimeError(f"{nproc} rank(s) exited with code {rc}; per-rank logs: {run_dir / '.launch'}\n"
                            + rank_log_tail(run_dir))
+    return None
+
+
+def die_with_parent(signum: int = signal.SIGTERM) -> None:
+    """Ask Linux to send ``signum`` to this process when its parent dies (prctl PR_SET_PDEATHSIG;
+    elsewhere a no-op). Used for torchrun (parent: the launcher) and inside every spawned rank
+    (parent: torchrun), so that even a SIGKILL of either leaves no rank running."""
+    if not sys.platform.startswith("linux"):
+        return
+    import ctypes
+
+    parent = os.getppid()
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(1, int(signum))  # 1 = PR_SET_PDEATHSIG
+    if os.getppid() != parent:  # the parent died before the request took effect
+        os.kill(os.getpid(), signum)
 
 
 def rank_log_tail(run_dir: Path, lines: int = 40) -> str:
@@ -159,3 +203,14 @@ def rank_log_tail(run_dir: Path, lines: int = 40) -> str:
         if text:
             parts.append(f"--- {path.relative_to(run_dir)}\n" + "\n".join(text))
     return "\n".join(parts)
+
+
+def rank_error_line(run_dir: Path, prefix: str) -> str | None:
+    """The first line starting with ``prefix`` in any rank's captured stderr (None if none), so
+    the launcher can repeat a rank's one-line error instead of a wall of rank logs."""
+    for path in sorted((run_dir / ".launch").rglob("stderr.log")):
+        for line in path.read_text(errors="replace").splitlines():
+            line = line.split("]:", 1)[1] if line.startswith("[default") and "]:" in line else line  # --tee prefix
+            if line.startswith(prefix):
+                return line
+    return None

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from ..config.schema import TrainConfig
 from ..config.validate import Settings
-from ..engine.artifacts import LossStateCallback, MetricsFileCallback
+from ..engine.artifacts import MetricsFileCallback
 from ..engine.distributed import cpu_ranks, deepspeed_dict, is_main_process, prepare_deepspeed, world_size
 from ..engine.last_step_log import LogLastStepCallback
 from ..engine.probes import ProbeCallback
@@ -41,9 +41,8 @@ def build_trainer(settings: Settings, examples: list[dict], probes: Displacement
     callbacks = [ThroughputCallback(), MetricsFileCallback(run_dir / "metrics.jsonl"), LogLastStepCallback(),
                  probe_callback]
     trainer = PreferenceTrainer(model=policy, args=args, train_dataset=examples, data_collator=collator,
-                                processing_class=model.tokenizer, preference_loss=loss, callbacks=callbacks)
-    if loss.is_stateful:  # running statistics travel with the checkpoints
-        trainer.add_callback(LossStateCallback(loss))
+                                processing_class=model.tokenizer, preference_loss=loss,
+                                on_nonfinite=c.trainer.on_nonfinite, callbacks=callbacks)
     return trainer
 
 
