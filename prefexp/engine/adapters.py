@@ -13,6 +13,7 @@ import json
 import logging
 import shutil
 import warnings
+from contextlib import contextmanager
 from pathlib import Path
 
 from ..config.schema import AdapterConfig
@@ -21,6 +22,15 @@ log = logging.getLogger(__name__)
 
 ADAPTER_FILES = ("adapter_config.json", "adapter_model.safetensors", "adapter_model.bin")
 DTYPES = ("bfloat16", "float16", "float32")
+
+
+@contextmanager
+def peft_alias_warning_off():
+    """peft 0.21 reads transformers' deprecated alias ``is_gradient_checkpointing`` (now
+    ``is_activation_checkpointing``) whenever it wraps a model: a FutureWarning only peft can fix."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
+        yield
 
 
 def uses_adapter(a: AdapterConfig) -> bool:
@@ -39,14 +49,16 @@ def quantization_config(a: AdapterConfig):
                               bnb_4bit_compute_dtype=getattr(torch, a.compute_dtype))
 
 
-def lora_config(a: AdapterConfig):
+def lora_config(a: AdapterConfig, conv1d: bool = False):
+    """``conv1d``: the model's projections are GPT-2 style Conv1D (weight stored [in, out]), which
+    peft must know (fan_in_fan_out), or it corrects the flag itself with a warning."""
     from peft import LoraConfig, TaskType
 
     targets = a.target_modules
     if targets is not None and not isinstance(targets, str):
         targets = list(targets)
     return LoraConfig(task_type=TaskType.CAUSAL_LM, r=a.r, lora_alpha=a.alpha, lora_dropout=a.dropout,
-                      target_modules=targets, bias="none")
+                      target_modules=targets, bias="none", fan_in_fan_out=conv1d)
 
 
 def attach_adapter(model, a: AdapterConfig, gradient_checkpointing: bool):
@@ -59,17 +71,20 @@ def attach_adapter(model, a: AdapterConfig, gradient_checkpointing: bool):
     elif gradient_checkpointing:  # frozen embeddings: the checkpointed blocks still need an input with grad
         model.enable_input_require_grads()
     try:
-        with warnings.catch_warnings():
-            # peft 0.21 reads transformers' deprecated alias is_gradient_checkpointing (its new name is
-            # is_activation_checkpointing): a FutureWarning on every run that only peft can fix
-            warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
-            return get_peft_model(model, lora_config(a))
+        with peft_alias_warning_off():
+            return get_peft_model(model, lora_config(a, conv1d=has_conv1d(model)))
     except ValueError as exc:  # peft: "Target modules {...} not found in the base model"
         from ..errors import InputError
 
         names = sorted({name.rsplit(".", 1)[-1] for name, _ in model.named_modules() if name})
         raise InputError(f"adapter.target_modules={a.target_modules!r}: {exc}; module names of this model: "
                          f"{names}") from None
+
+
+def has_conv1d(model) -> bool:
+    from transformers.pytorch_utils import Conv1D
+
+    return any(isinstance(m, Conv1D) for m in model.modules())
 
 
 def parameter_counts(model) -> tuple[int, int]:
@@ -107,7 +122,8 @@ def merge_adapter_checkpoint(checkpoint: Path, base_path: str, dtype, trust_remo
         if (checkpoint / name).exists():
             shutil.move(str(checkpoint / name), str(adapter_dir / name))
     base = AutoModelForCausalLM.from_pretrained(base_path, dtype=dtype, trust_remote_code=trust_remote_code)
-    merged = PeftModel.from_pretrained(base, str(adapter_dir)).merge_and_unload()
+    with peft_alias_warning_off():
+        merged = PeftModel.from_pretrained(base, str(adapter_dir)).merge_and_unload()
     merged.save_pretrained(str(checkpoint))
     log.info("adapter merged into %s (adapter alone: %s)", checkpoint, adapter_dir)
     return adapter_dir
