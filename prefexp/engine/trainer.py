@@ -69,7 +69,13 @@ class PreferenceTrainer(Trainer):
             n = inputs["chosen_token_mask"].shape[0]
             loss_inputs["chosen_token_logps"] = per_token[:n]
             loss_inputs["chosen_token_mask"] = inputs["chosen_token_mask"]
-        out = self.preference_loss(**loss_inputs)
+        if not model.training and self.preference_loss.is_stateful:
+            # held-out batches must not move running statistics or sampling state (beta-DPO, AlphaDPO)
+            state = self.preference_loss.state_dict()
+            out = self.preference_loss(**loss_inputs)
+            self.preference_loss.load_state_dict(state)
+        else:
+            out = self.preference_loss(**loss_inputs)
         losses = out.losses
         if "pair_weights" in inputs:  # the router's weight action; 1.0 everywhere otherwise
             losses = losses * inputs["pair_weights"].to(losses.dtype)
