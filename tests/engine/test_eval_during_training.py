@@ -133,3 +133,28 @@ def test_generations_logged_with_gold_scores(eval_run):
     assert len(tables) == 2
     table = json.loads(sorted(tables)[0].read_text())
     assert table["columns"] == ["step", "prompt", "completion", "score"] and len(table["data"]) == 3
+
+
+def test_eval_split_reads_the_other_split_of_a_folder(tmp_path, shared_data):
+    """dataset.eval_split: a folder with train.jsonl and test.jsonl (the layout datasets resolves
+    splits from), filled from the shared UltraFeedback slices; nothing is drawn from the train split."""
+    import gzip
+
+    from prefexp.pipeline.heldout import split_heldout
+    from prefexp.pipeline.load import load_data
+
+    folder = tmp_path / "uf"
+    folder.mkdir()
+    uf = shared_data / "preference" / "ultrafeedback"
+    for name, source, n in (("train", "trl_ultrafeedback_binarized_train1000", 30),
+                            ("test", "trl_ultrafeedback_binarized_eval200", 12)):
+        with gzip.open(uf / f"{source}.jsonl.gz", "rt") as f:
+            lines = [next(f) for _ in range(n)]
+        (folder / f"{name}.jsonl").write_text("".join(lines))
+    s = settings_for("dataset=ultrafeedback", f"dataset.path={folder}", "dataset.split=train",
+                     "dataset.eval_split=test")
+    data = load_data(s)
+    train, held = split_heldout(s, data)
+    assert train is data and len(train.pairs) == 30
+    test_rows = [json.loads(line) for line in (folder / "test.jsonl").read_text().splitlines()]
+    assert [p.chosen for p in held.pairs] == [r["chosen"] for r in test_rows]  # text responses in this slice
