@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -45,6 +46,12 @@ def test_sandbox_lora_logs_count_and_starts_at_ln2(sandbox_run):
     assert f"trainable parameters: 8,192 of {base_total + 8192:,}" in (run_dir / "train.log").read_text()
     assert manifest["adapter"] == {"kind": "lora", "r": 16, "alpha": 32.0, "merged": False, "adapter_dir": ".",
                                    "trainable_parameters": 8192, "total_parameters": base_total + 8192}
+    # the reference cache is keyed by the BASE weights (the adapter does not exist yet when it is filled)
+    from prefexp.engine.reference import weights_fingerprint
+
+    cache_file = re.search(r"reference log-probs: (?:cache hit|computed \d+ pairs, cached at) (\S+)",
+                           (run_dir / "train.log").read_text()).group(1)
+    assert Path(cache_file).name.startswith(weights_fingerprint(manifest["base_model"]) + "-")
     rows = read_jsonl(run_dir / "metrics.jsonl")
     assert [r["step"] for r in rows] == [1, 2, 3, 4]
     assert rows[0]["loss"] == pytest.approx(math.log(2), abs=1e-5)  # B = 0: policy = reference at step 1
