@@ -88,6 +88,9 @@ class DatasetConfig:
     pair_band_high: Optional[float] = None
     score_key: str = "overall_score"  # ultrafeedback_raw: overall_score | fine-grained_score
     pair_seed: int = 0  # best_vs_random's pick: row n draws from Random(f"pairs-{pair_seed}-{n}")
+    # --- held-out pairs for evaluation during training (prefexp/pipeline/heldout.py); at most one of:
+    eval_fraction: float = 0.0  # [0, 1): this fraction of the pairs, drawn with Random(seed), never trained on
+    eval_split: Optional[str] = None  # dataset.source=hf: another split of the same dataset, e.g. test_prefs
 
 
 @dataclass
@@ -140,6 +143,12 @@ class TrainerConfig:
     # long runs; on the CPU sandbox the compile time exceeds the whole run.
     torch_compile: bool = False
     num_threads: Optional[int] = None  # torch CPU threads; None = torch's default
+    # --- evaluation during training (only with held-out pairs: dataset.eval_fraction / eval_split)
+    eval_steps: int = 100  # eval loss, rewards/accuracies and margins (TRL's eval_* names) every N steps
+    eval_batch_size: int = 16
+    generation_steps: Optional[int] = None  # greedy answers to a few held-out prompts every N steps; null = off
+    generation_prompts: int = 4
+    generation_max_new_tokens: int = 64
     # --- scaling (prefexp.launch.ranks): ranks to start on this node; "auto" = every CUDA GPU (1 on CPU).
     devices: Any = 1
 
@@ -224,6 +233,33 @@ class TokenCleaningConfig:
 
 
 @dataclass
+class AdapterConfig:
+    """conf/adapter/<option>.yaml: train low-rank adapters instead of the full weights (peft).
+
+    ``kind``: none (full fine-tuning) | lora | qlora (LoRA on a 4-bit NF4 base, bitsandbytes, CUDA
+    only). The reference is the base weights, i.e. the policy with its adapter off; its log-probs
+    come from the on-disk cache like any run's. ``r`` >= 1 is the rank, ``alpha`` > 0 the scale
+    (the update is alpha / r * B A), ``dropout`` in [0, 1) applies to the adapter's input only
+    (``trainer.disable_dropout`` turns off the base model's dropout, not this one).
+    ``target_modules``: null = peft's default for the architecture (Llama: q_proj, v_proj; GPT-2:
+    c_attn), "all-linear", or a list of module names.
+    """
+
+    kind: str = "none"
+    r: int = 16
+    alpha: float = 32.0
+    dropout: float = 0.05
+    target_modules: Any = None
+    # true: <run>/checkpoint is the merged model (base + B A), a plain HF model; the adapter alone
+    # moves to <run>/checkpoint/adapter. Trainer checkpoints (resume) keep the adapter only.
+    merge_on_save: bool = False
+    # qlora: bitsandbytes 4-bit settings (QLoRA paper: nf4, double quantisation, bf16 compute)
+    quant_type: str = "nf4"  # nf4 | fp4
+    double_quant: bool = True
+    compute_dtype: str = "bfloat16"  # bfloat16 | float16 | float32
+
+
+@dataclass
 class PathsConfig:
     root_dir: str = MISSING
     cache_dir: str = MISSING
@@ -243,6 +279,7 @@ class TrainConfig:
     deepspeed: DeepSpeedConfig = field(default_factory=DeepSpeedConfig)
     reward_model: RewardModelConfig = field(default_factory=RewardModelConfig)
     token_cleaning: TokenCleaningConfig = field(default_factory=TokenCleaningConfig)
+    adapter: AdapterConfig = field(default_factory=AdapterConfig)
     tau: float = 0.5
     seed: int = 0
     dry_run: bool = False

@@ -233,6 +233,10 @@ def validate(cfg: DictConfig) -> Settings:
     from ..data.groups import check_group_settings  # the multi-response data keys
 
     errors.extend(check_group_settings(c.dataset))
+    from .adapter_and_eval_checks import adapter_problems, heldout_problems
+
+    errors.extend(adapter_problems(c))
+    errors.extend(heldout_problems(c))
 
     if errors:
         raise ConfigError(format_errors(errors))

@@ -37,6 +37,7 @@ class PreferenceTrainer(Trainer):
         self._stored: dict[str, list[float]] = defaultdict(list)
         self.nonfinite = NonFiniteGuard(on_nonfinite)
         self._saving = False  # inside _save_checkpoint: the Trainer writes into the staging dir
+        self._stored_eval: dict[str, list[float]] = defaultdict(list)  # held-out batches (model.eval())
 
     def loss_inputs(self, batch: dict, logps: torch.Tensor, lengths: torch.Tensor) -> dict:
         if "group_mask" in batch:
@@ -82,19 +83,31 @@ class PreferenceTrainer(Trainer):
             n = inputs["chosen_token_mask"].shape[0]
             loss_inputs["chosen_token_logps"] = per_token[:n]
             loss_inputs["chosen_token_mask"] = inputs["chosen_token_mask"]
-        out = self.preference_loss(**loss_inputs)
+        if not model.training and self.preference_loss.is_stateful:
+            # held-out batches must not move running statistics or sampling state (beta-DPO, AlphaDPO)
+            state = self.preference_loss.state_dict()
+            out = self.preference_loss(**loss_inputs)
+            self.preference_loss.load_state_dict(state)
+        else:
+            out = self.preference_loss(**loss_inputs)
         losses = out.losses
         if "pair_weights" in inputs:  # the router's weight action; 1.0 everywhere otherwise
             losses = losses * inputs["pair_weights"].to(losses.dtype)
         loss = losses.mean()
         if model.training:
             self._check_loss(inputs, loss)
-        self._store(out, loss_inputs)
+        self._store(out, loss_inputs, self._stored if model.training else self._stored_eval)
         return (loss, out) if return_outputs else loss
 
+    def prediction_step(self, model, inputs, prediction_loss_only, ignore_keys=None):
+        """Held-out batches: the training objective, no logits (its metrics are stored as in training)."""
+        inputs = self._prepare_inputs(inputs)
+        with torch.no_grad(), self.compute_loss_context_manager():
+            loss = self.compute_loss(model, inputs)
+        return loss.detach(), None, None
+
     @torch.no_grad()
-    def _store(self, out, inputs: dict) -> None:
-        s = self._stored
+    def _store(self, out, inputs: dict, s: dict[str, list[float]]) -> None:
         s["rewards/chosen"].append(out.chosen_rewards.mean().item())
         s["rewards/rejected"].append(out.rejected_rewards.mean().item())
         margins = out.chosen_rewards - out.rejected_rewards
@@ -110,6 +123,9 @@ class PreferenceTrainer(Trainer):
                 if mask.any():
                     s[f"logps/chosen/{name}"].append(inputs["policy_chosen_logps"][mask].mean().item())
                     s[f"logps/rejected/{name}"].append(inputs["policy_rejected_logps"][mask].mean().item())
+                    s[f"rewards/accuracies/{name}"].append((margins[mask] > 0).float().mean().item())
+                    s[f"rewards/margins/{name}"].append(margins[mask].mean().item())
+                    s[f"loss/{name}"].append(out.losses[mask].mean().item())
         for key, value in out.metrics.items():
             if key == "route/sft_fraction" and "difficult" in inputs:
                 continue  # already recorded from the router's mask
@@ -122,6 +138,10 @@ class PreferenceTrainer(Trainer):
             self._stored.clear()
         if "loss" in logs and self.nonfinite.mode == "skip":
             logs["nonfinite/skipped"] = len(self.nonfinite.skipped)  # cumulative: optimizer steps skipped so far
+        if "eval_loss" in logs and self._stored_eval:  # one evaluation: TRL's eval_* names
+            for key, values in self._stored_eval.items():
+                logs[f"eval_{key}"] = sum(values) / len(values)
+            self._stored_eval.clear()
         super().log(logs, start_time)
 
     # --- non-finite guard -------------------------------------------------------------------------

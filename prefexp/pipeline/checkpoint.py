@@ -8,6 +8,7 @@ import logging
 from pathlib import Path
 
 from ..config.validate import Settings
+from ..engine.adapters import save_adapter_extras
 from ..engine.artifacts import write_manifest
 from .model_source import ModelSource
 
@@ -29,5 +30,7 @@ def save_final_checkpoint(settings: Settings, trainer, model: ModelSource, resol
         write_manifest(final, base_model=base, reference_model=model.path, loss=settings.loss_name,
                        config_hash=config_hash(resolved), step=trainer.state.global_step,
                        chat_template=model.tokenizer.chat_template, run_dir=run_dir)
+        if c.adapter.kind != "none":  # an adapter folder (base named inside), or merged with merge_on_save
+            save_adapter_extras(final, c.adapter, model)
         log.info("final checkpoint: %s (step %d)", final, trainer.state.global_step)
     return final

@@ -13,6 +13,7 @@ from .checkpoint import save_final_checkpoint
 from .difficulty import score_difficulty
 from .examples import training_examples
 from .fit import fit
+from .heldout import heldout_examples, split_heldout
 from .load import load_data
 from .model_source import ModelSource
 from .planning import plan_training
@@ -29,6 +30,7 @@ def train(settings: Settings, resolved: dict, run_dir: Path) -> Path | None:
     """Run the whole job; returns the final checkpoint dir (None for a dry run)."""
     run_dir.mkdir(parents=True, exist_ok=True)
     data = load_data(settings)                                   # rows -> pairs (+ K-response groups)
+    data, held = split_heldout(settings, data)                   # held-out pairs, never trained on (or None)
     model = ModelSource(settings.config)                         # found (or built) on first use
     margins = score_difficulty(settings, data, model)            # every margin metric the run needs
     plan = plan_training(settings, data, margins, run_dir)       # route, weight, order: written once
@@ -40,6 +42,7 @@ def train(settings: Settings, resolved: dict, run_dir: Path) -> Path | None:
     masks = clean_tokens(settings.config, tokens, model, run_dir)  # token-cleaning masks (or none)
     examples = training_examples(tokens, reference, masks, plan)  # one dict per example, plan order
     probes = displacement_probes(settings.config, data, tokens, examples)  # fixed pairs, every loss
-    trainer = build_trainer(settings, examples, probes, model, run_dir)  # arguments, model, callbacks
+    heldout = heldout_examples(settings, held, model) if held is not None else None  # eval examples
+    trainer = build_trainer(settings, examples, probes, model, run_dir, heldout)  # arguments, model, callbacks
     fit(trainer, settings)                                       # resumes from the last checkpoint
     return save_final_checkpoint(settings, trainer, model, resolved, run_dir)

@@ -2,12 +2,16 @@
 
 Lazy on purpose: a dry run whose plan needs no model never builds the sandbox model or reads a
 tokenizer. The first access fixes the process's threads and seeds, before anything loads.
+With ``adapter=qlora`` the base (policy and reference alike) is loaded in 4 bits, so the
+reference is exactly the policy with its adapter off; ``load_policy`` adds the adapter.
 """
 from __future__ import annotations
 
 from functools import cached_property
+from pathlib import Path
 
 from ..config.schema import TrainConfig
+from ..engine.adapters import attach_adapter, log_trainable_parameters, quantization_config, uses_adapter
 from ..engine.model_path import resolve_model_path
 
 
@@ -27,7 +31,17 @@ class ModelSource:
             torch.set_num_threads(self.config.trainer.num_threads)
         set_seed(self.config.seed)
         with main_process_first():  # one rank builds a missing sandbox model, the others reuse it
-            return resolve_model_path(self.config)
+            path = resolve_model_path(self.config)
+        # a local folder as an absolute path: adapter checkpoints name their base by this string
+        return str(Path(path).resolve()) if Path(path).is_dir() else path
+
+    @property
+    def reference_cache_dir(self) -> Path:
+        """Where reference log-probs are cached: a 4-bit base has its own (its log-probs differ)."""
+        root, a = Path(self.config.paths.cache_dir), self.config.adapter
+        if a.kind != "qlora":
+            return root
+        return root / f"qlora-{a.quant_type}{'-dq' if a.double_quant else ''}-{a.compute_dtype}"
 
     @cached_property
     def tokenizer(self):
@@ -46,8 +60,26 @@ class ModelSource:
         return {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}[self.config.model.dtype]
 
     def load(self, path: str | None = None):
-        """A fresh copy of the weights at ``path`` (default: the policy's), in the run's dtype."""
+        """A fresh copy of the weights at ``path`` (default: the policy's), in the run's dtype;
+        the policy's own weights in 4 bits with ``adapter=qlora``."""
         from transformers import AutoModelForCausalLM
 
+        kwargs = {}
+        quantization = quantization_config(self.config.adapter) if path in (None, self.path) else None
+        if quantization is not None:
+            from ..engine.distributed import local_device
+
+            kwargs = {"quantization_config": quantization, "device_map": {"": local_device()}}
         return AutoModelForCausalLM.from_pretrained(path or self.path, dtype=self.dtype,
-                                                    trust_remote_code=self.config.model.trust_remote_code)
+                                                    trust_remote_code=self.config.model.trust_remote_code, **kwargs)
+
+    def load_policy(self, prepare=None):
+        """The model to train: the base (``prepare(model)`` applied, e.g. dropout off) plus a fresh
+        adapter when ``adapter`` is lora or qlora. Logs the trainable-parameter count."""
+        policy = self.load()
+        if prepare is not None:
+            prepare(policy)
+        if uses_adapter(self.config.adapter):
+            policy = attach_adapter(policy, self.config.adapter, self.config.trainer.gradient_checkpointing)
+        self.parameter_counts = log_trainable_parameters(policy)
+        return policy

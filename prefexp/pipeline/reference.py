@@ -3,7 +3,6 @@ computed once (sharded over ranks) and cached on disk (``prefexp.engine.referenc
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Callable, Optional
 
 from ..config.validate import Settings
@@ -28,7 +27,7 @@ def reference_pass(settings: Settings, tokens: TokenisedPairs, model: ModelSourc
 
     def score(items: list[dict]) -> dict:
         return shared_reference_logps(model.load, model.path, items, tokens.pad_token_id,
-                                      c.trainer.reference_batch_size, Path(c.paths.cache_dir), c.trainer.precision)
+                                      c.trainer.reference_batch_size, model.reference_cache_dir, c.trainer.precision)
 
     pairs = score(tokens.examples)
     groups = group_logps(tokens.examples, score) if tokens.has_groups and loss.needs_reference else None

@@ -1,19 +1,23 @@
-"""Stage 7, trainer: TrainingArguments from the trainer settings, the policy model (dropout off),
-the batch layout and the callbacks that write the run's metrics."""
+"""Stage 7, trainer: TrainingArguments from the trainer settings, the policy model (dropout off,
+a LoRA / QLoRA adapter when ``adapter`` asks), the batch layout, the held-out pairs and the
+callbacks that write the run's metrics and generations."""
 from __future__ import annotations
 
 import logging
 import sys
 from pathlib import Path
+from typing import Optional
 
 from ..config.schema import TrainConfig
 from ..config.validate import Settings
 from ..engine.artifacts import MetricsFileCallback
 from ..engine.distributed import cpu_ranks, deepspeed_dict, is_main_process, prepare_deepspeed, world_size
+from ..engine.eval_callbacks import EvalMetricsFileCallback, GenerationLogCallback, HeldOutPrompt
 from ..engine.last_step_log import LogLastStepCallback
 from ..engine.probes import ProbeCallback
 from ..engine.throughput import ThroughputCallback
 from ..engine.trainer import PreferenceTrainer
+from .heldout import HeldOut
 from .model_source import ModelSource
 from .probes import DisplacementProbes
 
@@ -21,17 +25,13 @@ log = logging.getLogger(__name__)
 
 
 def build_trainer(settings: Settings, examples: list[dict], probes: DisplacementProbes, model: ModelSource,
-                  run_dir: Path) -> PreferenceTrainer:
-    import torch
-
+                  run_dir: Path, heldout: Optional[HeldOut] = None) -> PreferenceTrainer:
     c, loss = settings.config, settings.loss
-    args = training_arguments(c, run_dir)
+    evaluating = heldout is not None and bool(heldout.examples)
+    args = training_arguments(c, run_dir, evaluating)
     prepare_deepspeed(args, run_dir)  # DeepSpeed comm before from_pretrained (ZeRO-3 partitions at load)
-    policy = model.load()
-    if c.trainer.disable_dropout:  # as TRL: dropout makes policy != reference at step 0 and noises the log-ratios
-        for module in policy.modules():
-            if isinstance(module, torch.nn.Dropout):
-                module.p = 0.0
+    # dropout off on the base, before any adapter: adapter.dropout is the user's explicit choice
+    policy = model.load_policy(prepare=disable_dropout if c.trainer.disable_dropout else None)
     collator = make_collator(examples, c, policy, model.tokenizer.pad_token_id)
     t = c.trainer
     probe_callback = ProbeCallback(policy, probes.sets, model.tokenizer.pad_token_id, run_dir / "probes.jsonl",
@@ -41,12 +41,42 @@ def build_trainer(settings: Settings, examples: list[dict], probes: Displacement
     callbacks = [ThroughputCallback(), MetricsFileCallback(run_dir / "metrics.jsonl"), LogLastStepCallback(),
                  probe_callback]
     trainer = PreferenceTrainer(model=policy, args=args, train_dataset=examples, data_collator=collator,
+                                eval_dataset=heldout.examples if evaluating else None,
                                 processing_class=model.tokenizer, preference_loss=loss,
                                 on_nonfinite=c.trainer.on_nonfinite, callbacks=callbacks)
+    if evaluating:
+        trainer.add_callback(EvalMetricsFileCallback(run_dir / "eval_metrics.jsonl"))
+        if c.trainer.generation_steps is not None:
+            trainer.add_callback(generation_callback(c, heldout, model, run_dir))
     return trainer
 
 
-def training_arguments(c: TrainConfig, run_dir: Path):
+def disable_dropout(model) -> None:
+    """As TRL: dropout makes policy != reference at step 0 and noises the log-ratios."""
+    import torch
+
+    for module in model.modules():
+        if isinstance(module, torch.nn.Dropout):
+            module.p = 0.0
+
+
+def generation_callback(c: TrainConfig, heldout: HeldOut, model: ModelSource, run_dir: Path) -> GenerationLogCallback:
+    """The first ``trainer.generation_prompts`` held-out prompts; gold-scored on the sandbox."""
+    by_index = {e["index"]: e for e in heldout.examples}
+    prompts = [HeldOutPrompt(p.prompt[-1]["content"], by_index[p.index]["prompt_ids"])
+               for p in heldout.data.pairs if p.index in by_index][: c.trainer.generation_prompts]
+    scorer = None
+    if c.dataset.source == "sandbox":
+        from ..sandbox.task import gold_score
+
+        scorer = gold_score
+    zero3 = c.deepspeed.enabled and (c.deepspeed.config.get("zero_optimization") or {}).get("stage") == 3
+    return GenerationLogCallback(prompts, c.trainer.generation_steps, c.trainer.generation_max_new_tokens,
+                                 model.tokenizer, run_dir / "generations.jsonl", scorer,
+                                 synced_gpus=zero3 and world_size() > 1)
+
+
+def training_arguments(c: TrainConfig, run_dir: Path, evaluating: bool = False):
     import torch
     from transformers import TrainingArguments
 
@@ -65,13 +95,17 @@ def training_arguments(c: TrainConfig, run_dir: Path):
         max_grad_norm=t.max_grad_norm,
         bf16=t.precision == "bf16",
         fp16=t.precision == "fp16",
-        gradient_checkpointing=t.gradient_checkpointing,
+        activation_checkpointing=t.gradient_checkpointing,  # transformers 5.23's name (gradient_checkpointing warns)
         torch_compile=t.torch_compile,
         logging_steps=t.logging_steps,
         logging_first_step=True,
         save_strategy="steps",
         save_steps=t.save_steps,
         save_total_limit=t.save_total_limit,
+        eval_strategy="steps" if evaluating else "no",
+        eval_steps=t.eval_steps if evaluating else None,
+        per_device_eval_batch_size=t.eval_batch_size,
+        prediction_loss_only=True,  # the metrics are the loss's own (PreferenceTrainer.log)
         train_sampling_strategy="sequential",  # the plan's order is the curriculum
         remove_unused_columns=False,
         report_to=["wandb"] if use_wandb else "none",
