@@ -10,6 +10,7 @@ from ..config.schema import TrainConfig
 from ..config.validate import Settings
 from ..engine.artifacts import LossStateCallback, MetricsFileCallback
 from ..engine.distributed import cpu_ranks, deepspeed_dict, prepare_deepspeed
+from ..engine.memory import PeakMemoryCallback
 from ..engine.throughput import ThroughputCallback
 from ..engine.trainer import PreferenceTrainer
 from .model_source import ModelSource
@@ -31,7 +32,8 @@ def build_trainer(settings: Settings, examples: list[dict], model: ModelSource, 
     collator = make_collator(examples, c, policy, model.tokenizer.pad_token_id)
     trainer = PreferenceTrainer(model=policy, args=args, train_dataset=examples, data_collator=collator,
                                 processing_class=model.tokenizer, preference_loss=loss,
-                                callbacks=[ThroughputCallback(), MetricsFileCallback(run_dir / "metrics.jsonl")])
+                                callbacks=[ThroughputCallback(), PeakMemoryCallback(),  # per-rank peaks, before the file
+                                           MetricsFileCallback(run_dir / "metrics.jsonl")])
     if loss.is_stateful:  # running statistics travel with the checkpoints
         trainer.add_callback(LossStateCallback(loss))
     return trainer
