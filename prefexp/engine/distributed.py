@@ -130,34 +130,22 @@ def shared_reference_logps(model_loader: Callable, model_dir: str, examples: Seq
                            zero3: "Zero3Sharding | None" = None) -> dict[int, tuple[float, float]]:
     """Reference log-probs for every example, the same on every rank; cached on disk.
 
-    One rank, no ZeRO-3: ``cached_reference_logps`` with the model on this rank's device. N ranks:
-    the cache is used only if every rank sees it (a node without the shared cache dir would
-    otherwise wait forever); else rank r scores ``examples[r::N]``, the shards are all-gathered and
-    rank 0 writes the cache file atomically. Without ``zero3`` (DDP, ZeRO-2) each rank scores with
-    the plain, unpartitioned model; with it (ZeRO-3) the model is partitioned over the ranks as for
-    training (``prefexp.engine.zero3_reference``). Either way each rank's peak memory during the
-    pass is logged (``prefexp.engine.memory``).
+    The cache is used only if every rank sees it (a node without the shared cache dir would
+    otherwise wait forever); else rank r of N scores ``examples[r::N]``, the shards are
+    all-gathered and rank 0 writes the cache file atomically. Without ``zero3`` (one rank, DDP,
+    ZeRO-2) each rank scores with the plain, unpartitioned model on its device; with it (ZeRO-3)
+    the model is partitioned over the ranks as for training (``prefexp.engine.zero3_reference``).
+    Each rank's peak memory during the pass is logged (``prefexp.engine.memory``).
     """
-    from .memory import measured
-    from .reference import cached_reference_logps, compute_reference_logps, reference_cache_path
-
-    device = local_device()
-
-    def load_on_device():
-        return model_loader().to(device)
-
-    path = reference_cache_path(model_dir, examples, cache_dir, precision)
-    if world_size() <= 1 and zero3 is None:
-        if path.exists():  # cached_reference_logps reads it; nothing to measure
-            return cached_reference_logps(load_on_device, model_dir, examples, pad_token_id, batch_size, cache_dir,
-                                          precision)
-        with measured("the reference pass", "memory/reference"):
-            return cached_reference_logps(load_on_device, model_dir, examples, pad_token_id, batch_size, cache_dir,
-                                          precision)
-
     import torch
 
-    _join_for_reference(zero3 is not None)
+    from .memory import measured
+    from .reference import compute_reference_logps, reference_cache_path
+
+    device = local_device()
+    path = reference_cache_path(model_dir, examples, cache_dir, precision)
+    if world_size() > 1 or zero3 is not None:
+        _join_for_reference(zero3 is not None)
     if all(_gathered(path.exists())):
         log.info("reference log-probs: cache hit %s", path)
         return {int(k): tuple(v) for k, v in json.loads(path.read_text()).items()}
@@ -170,7 +158,7 @@ def shared_reference_logps(model_loader: Callable, model_dir: str, examples: Seq
                                        precision)
         else:
             shard = list(examples)[rank()::world_size()]
-            model = load_on_device()
+            model = model_loader().to(device)
             values = compute_reference_logps(model, shard, pad_token_id, batch_size, precision) if shard else {}
             del model
         if device.type == "cuda":
@@ -180,8 +168,8 @@ def shared_reference_logps(model_loader: Callable, model_dir: str, examples: Seq
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(f".tmp{os.getpid()}")
         tmp.write_text(json.dumps({str(k): list(v) for k, v in merged.items()}))
-        tmp.replace(path)
-        log.info("reference log-probs: %d pairs over %d ranks, cached at %s", len(merged), world_size(), path)
+        tmp.replace(path)  # atomic: an interrupted run never leaves a half cache
+        log.info("reference log-probs: %d pairs over %d rank(s), cached at %s", len(merged), world_size(), path)
     barrier()
     return merged
 

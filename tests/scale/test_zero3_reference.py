@@ -110,6 +110,27 @@ def test_peak_memory_is_the_peak_of_the_window():
         assert above < 100, "the 128 MiB before the window is not this window's peak"
 
 
+def test_memory_callback_adds_the_reference_figures_once_then_each_window():
+    """The reference pass's figures wait for the first training log row; every row with a loss
+    gets the window's peaks; rows without a loss (the Trainer's final summary) get nothing."""
+    from types import SimpleNamespace
+
+    from prefexp.engine.memory import PeakMemoryCallback, measured
+
+    with measured("a stand-in reference pass", "memory/reference"):
+        pass
+    callback, state = PeakMemoryCallback(), SimpleNamespace(is_world_process_zero=True, global_step=1)
+    callback.on_train_begin(None, state, None)
+    first, second, summary = {"loss": 0.69}, {"loss": 0.68}, {"train_loss": 0.68}
+    for logs in (first, second, summary):
+        callback.on_log(None, state, None, logs=logs)
+    assert {"memory/reference/peak_rss_mb/rank0", "memory/reference/peak_rss_above_start_mb/rank0",
+            "memory/peak_rss_mb/rank0"} <= set(first)
+    assert not any(k.startswith("memory/reference/") for k in second) and "memory/peak_rss_mb/rank0" in second
+    assert summary == {"train_loss": 0.68}
+    assert first["memory/peak_rss_mb/rank0"] > 0
+
+
 def build_random_llama(path: Path) -> int:
     """A random Llama of 604M parameters saved as one safetensors file; returns the count.
 
