@@ -3,17 +3,17 @@
 Fast tests: the inference config made from the training's ZeRO-3 JSON, the choice of path per
 DeepSpeed stage, the safetensors reader, and the peak-memory figures' names.
 
-Slow test (the issue's "done when"; ~10 min on 2 busy CPU cores, ~8 GB RAM at most):
+Slow test (the issue's "done when"; ~7 min on 2 busy CPU cores, ~7 GB RAM at most):
 
     PYTHONPATH=$PWD python -m pytest -m slow -s tests/scale/test_zero3_reference.py
 
-A random Llama of 604M parameters (2.4 GB in fp32) is saved as safetensors; the reference pass of
+A random Llama of 606M parameters (2.3 GiB in fp32) is saved as safetensors; the reference pass of
 12 pairs runs once unsharded (one process, the plain path) and once under ``deepspeed=zero3``
 with two CPU ranks (``torchrun``), each in a fresh process (``zero3_reference_probe``). Checked:
 the same cache file name and the same log-probs within 1e-5 relative (float32: the only
 difference allowed is the order of the sums), and each ZeRO-3 rank's peak RSS added by the pass
 at most 0.6x the unsharded pass's. Ideal: 0.5x (half the weights) plus one layer's gathered
-weights and the comm buffers. The figures are printed.
+weights and ZeRO-3's per-module bookkeeping. The figures are printed.
 
 Memory is the RSS the pass adds on top of the process's RSS when it starts (imports of torch,
 transformers and DeepSpeed are ~0.5 GB per process and are not the pass's). Both processes run
@@ -131,17 +131,18 @@ def test_memory_callback_adds_the_reference_figures_once_then_each_window():
     assert first["memory/peak_rss_mb/rank0"] > 0
 
 
-def build_random_llama(path: Path) -> int:
-    """A random Llama of 604M parameters saved as one safetensors file; returns the count.
+def build_random_llama(path: Path, hidden: int = 1536, layers: int = 16) -> int:
+    """A random Llama (default: 606M parameters) saved as one safetensors file; returns the count.
 
-    Narrow, deep layers (h 768, 64 layers): ZeRO-3 gathers one module at a time, so the transient
-    of the sharded pass is one layer's weights, small next to half the model. Weights ~N(0, 0.1)
+    Few, wide layers (h 1536, 16 layers): ZeRO-3 keeps ~4 MB of bookkeeping per decoder layer on
+    each rank after the first forward, and gathers one module's weights at a time (one 38 MB
+    matrix here), both small next to half the model. Weights ~N(0, 0.1)
     so that log-probs depend on them (N(0, 0.02) is close to uniform over the vocabulary)."""
     import torch
     from transformers import LlamaConfig, LlamaForCausalLM
 
-    config = LlamaConfig(vocab_size=512, hidden_size=768, intermediate_size=3072, num_hidden_layers=64,
-                         num_attention_heads=12, num_key_value_heads=12, max_position_embeddings=128,
+    config = LlamaConfig(vocab_size=512, hidden_size=hidden, intermediate_size=4 * hidden, num_hidden_layers=layers,
+                         num_attention_heads=hidden // 64, num_key_value_heads=hidden // 64, max_position_embeddings=128,
                          tie_word_embeddings=False, initializer_range=0.1)
     torch.manual_seed(1234)
     model = LlamaForCausalLM(config)
@@ -156,7 +157,7 @@ def test_zero3_reference_pass_equals_unsharded_with_half_the_memory(tmp_path):
     import gc
     import math
 
-    model_dir = tmp_path / "llama604m"
+    model_dir = tmp_path / "llama606m"
     n_params = build_random_llama(model_dir)
     gc.collect()
     assert n_params >= 300_000_000
@@ -188,3 +189,22 @@ def test_zero3_reference_pass_equals_unsharded_with_half_the_memory(tmp_path):
     assert all(math.isfinite(v) for pair in plain["values"].values() for v in pair)
     assert all(mb <= 0.6 * base for mb in ranks), (ranks, base)
     assert base >= 0.9 * n_params * 4 / 2**20, "the unsharded pass holds the whole float32 model"
+
+
+@pytest.mark.slow
+def test_zero3_offload_reference_pass_equals_unsharded(tmp_path):
+    """``deepspeed=zero3_offload`` (weights partitioned in CPU RAM): same numbers, same cache file;
+    a 4.5M-parameter Llama, ~2 min."""
+    model_dir = tmp_path / "llama4m"
+    build_random_llama(model_dir, hidden=256, layers=4)
+    probe = ["-m", "tests.scale.zero3_reference_probe"]
+    run([sys.executable, *probe, "plain", str(model_dir), str(tmp_path / "plain.json")])
+    run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node=2", *probe,
+         "zero3_offload", str(model_dir), str(tmp_path / "offload.json")])
+    plain, offload = (json.loads((tmp_path / f"{v}.json").read_text()) for v in ("plain", "offload"))
+    assert offload["world"] == 2 and offload["cache_files"] == plain["cache_files"]
+    assert plain["values"].keys() == offload["values"].keys()
+    for k, pair in plain["values"].items():
+        for a, b in zip(pair, offload["values"][k]):
+            assert abs(a - b) <= 1e-5 * abs(a)
+    assert {f"memory/reference/peak_rss_mb/rank{r}" for r in (0, 1)} <= set(offload["memory"])

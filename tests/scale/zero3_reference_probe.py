@@ -7,7 +7,7 @@ the pass alone, not to whatever else a test process has held.
 
 Runs ``prefexp.engine.distributed.shared_reference_logps`` (the function the pipeline's reference
 stage calls) on synthetic token ids, unsharded (``plain``, one process) or with the training's
-``conf/deepspeed/zero3.yaml`` (``zero3``), with a fresh cache dir beside OUT; rank 0 writes
+``conf/deepspeed/zero3.yaml`` (``zero3``) or ``zero3_offload.yaml``, with a fresh cache dir beside OUT; rank 0 writes
 OUT: the log-probs, every rank's peak-memory figures and the cache file's name.
 """
 from __future__ import annotations
@@ -35,19 +35,19 @@ def synthetic_examples(vocab: int, n: int = PAIRS, seed: int = 0) -> list[dict]:
              "rejected_ids": ids(8 + (3 * i) % 9)} for i in range(n)]
 
 
-def training_zero3_config() -> dict:
-    """conf/deepspeed/zero3.yaml's DeepSpeed JSON with its trainer interpolations resolved."""
+def training_zero3_config(option: str = "zero3") -> dict:
+    """conf/deepspeed/<option>.yaml's DeepSpeed JSON with its trainer interpolations resolved."""
     from omegaconf import OmegaConf
 
     tree = OmegaConf.create({"trainer": {"per_device_batch_size": 1, "gradient_accumulation_steps": 1,
                                          "max_grad_norm": 1.0, "learning_rate": 1e-6, "weight_decay": 0.0},
-                             "deepspeed": OmegaConf.load(REPO / "conf" / "deepspeed" / "zero3.yaml")})
+                             "deepspeed": OmegaConf.load(REPO / "conf" / "deepspeed" / f"{option}.yaml")})
     return OmegaConf.to_container(tree, resolve=True)["deepspeed"]["config"]
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("mode", choices=["plain", "zero3"])
+    parser.add_argument("mode", choices=["plain", "zero3", "zero3_offload"])
     parser.add_argument("model_dir")
     parser.add_argument("out")
     a = parser.parse_args()
@@ -63,7 +63,7 @@ def main() -> None:
     vocab = AutoConfig.from_pretrained(a.model_dir).vocab_size
     examples = synthetic_examples(vocab)
     cache = Path(a.out).parent / f"cache_{a.mode}"
-    zero3 = zero3_sharding(True, training_zero3_config(), "float32", False) if a.mode == "zero3" else None
+    zero3 = None if a.mode == "plain" else zero3_sharding(True, training_zero3_config(a.mode), "float32", False)
 
     def load():
         return AutoModelForCausalLM.from_pretrained(a.model_dir, dtype=torch.float32)
