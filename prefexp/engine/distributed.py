@@ -4,8 +4,9 @@ Every rank of a launch (``trainer.devices=N``, ``torchrun`` or ``deepspeed``) ru
 pipeline in the same run dir. This module answers the questions the pipeline asks about that:
 which rank am I, which device is mine, who writes files (rank 0 only), and how the reference
 log-probs are precomputed once for all ranks before the Trainer or DeepSpeed wraps anything:
-each rank scores a strided shard of the pairs with the plain model on its own device, the shards
-are all-gathered, rank 0 writes the cache and everyone continues with the same numbers.
+each rank scores a strided shard of the pairs (with the plain model on its own device, or under
+ZeRO-3 with the model partitioned over the ranks), the shards are all-gathered, rank 0 writes
+the cache and everyone continues with the same numbers.
 """
 from __future__ import annotations
 
@@ -15,7 +16,10 @@ import os
 from contextlib import contextmanager
 from datetime import timedelta
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import TYPE_CHECKING, Callable, Sequence
+
+if TYPE_CHECKING:
+    from .zero3_reference import Zero3Sharding
 
 log = logging.getLogger(__name__)
 
@@ -122,54 +126,74 @@ def quiet_replica_logging() -> None:
 
 
 def shared_reference_logps(model_loader: Callable, model_dir: str, examples: Sequence[dict], pad_token_id: int,
-                           batch_size: int, cache_dir: Path, precision: str = "fp32") -> dict[int, tuple[float, float]]:
+                           batch_size: int, cache_dir: Path, precision: str = "fp32",
+                           zero3: "Zero3Sharding | None" = None) -> dict[int, tuple[float, float]]:
     """Reference log-probs for every example, the same on every rank; cached on disk.
 
-    One rank: ``cached_reference_logps`` with the model on this rank's device. N ranks: the cache
-    is used only if every rank sees it (a node without the shared cache dir would otherwise wait
-    forever); else rank r scores ``examples[r::N]``, the shards are all-gathered and rank 0 writes
-    the cache file atomically. Runs before TrainingArguments exists, so under ZeRO-3 the model
-    here is the plain, unpartitioned one.
+    The cache is used only if every rank sees it (a node without the shared cache dir would
+    otherwise wait forever); else rank r of N scores ``examples[r::N]``, the shards are
+    all-gathered and rank 0 writes the cache file atomically. Without ``zero3`` (one rank, DDP,
+    ZeRO-2) each rank scores with the plain, unpartitioned model on its device; with it (ZeRO-3)
+    the model is partitioned over the ranks as for training (``prefexp.engine.zero3_reference``).
+    Each rank's peak memory during the pass is logged (``prefexp.engine.memory``).
     """
+    import torch
+
+    from .memory import measured
+    from ..cachefs import write_text_atomic
     from .reference import cached_reference_logps, compute_reference_logps, reference_cache_path
 
     device = local_device()
-
-    def load_on_device():
-        return model_loader().to(device)
-
-    if world_size() <= 1:
-        return cached_reference_logps(load_on_device, model_dir, examples, pad_token_id, batch_size, cache_dir,
-                                      precision)
-
-    import torch
-    import torch.distributed as dist
-
-    init_process_group()
+    if world_size() <= 1 and zero3 is None:  # one process: concurrent runs on one key compute it once
+        with measured("the reference pass", "memory/reference"):
+            return cached_reference_logps(lambda: model_loader().to(device), model_dir, examples, pad_token_id,
+                                          batch_size, cache_dir, precision)
     path = reference_cache_path(model_dir, examples, cache_dir, precision)
-    seen: list[bool] = [False] * world_size()
-    dist.all_gather_object(seen, path.exists())
-    if all(seen):
+    if world_size() > 1 or zero3 is not None:
+        _join_for_reference(zero3 is not None)
+    if all(_gathered(path.exists())):
         log.info("reference log-probs: cache hit %s", path)
         return {int(k): tuple(v) for k, v in json.loads(path.read_text()).items()}
 
-    shard = list(examples)[rank()::world_size()]
-    model = load_on_device()
-    values = compute_reference_logps(model, shard, pad_token_id, batch_size, precision) if shard else {}
-    del model
-    if device.type == "cuda":
-        torch.cuda.empty_cache()
-    shards: list[dict] = [{}] * world_size()
-    dist.all_gather_object(shards, values)
-    merged = {int(k): tuple(v) for part in shards for k, v in part.items()}
+    with measured("the reference pass" + (" (ZeRO-3 partitioned)" if zero3 else ""), "memory/reference"):
+        if zero3 is not None:
+            from .zero3_reference import zero3_shard_logps
+
+            values = zero3_shard_logps(zero3, model_dir, examples, rank(), world_size(), pad_token_id, batch_size,
+                                       precision)
+        else:
+            shard = list(examples)[rank()::world_size()]
+            model = model_loader().to(device)
+            values = compute_reference_logps(model, shard, pad_token_id, batch_size, precision) if shard else {}
+            del model
+        if device.type == "cuda":
+            torch.cuda.empty_cache()
+    merged = {int(k): tuple(v) for part in _gathered(values) for k, v in part.items()}
     if is_main_process():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(f".tmp{os.getpid()}")
-        tmp.write_text(json.dumps({str(k): list(v) for k, v in merged.items()}))
-        tmp.replace(path)
-        log.info("reference log-probs: %d pairs over %d ranks, cached at %s", len(merged), world_size(), path)
+        write_text_atomic(path, json.dumps({str(k): list(v) for k, v in merged.items()}))  # never half a cache
+        log.info("reference log-probs: %d pairs over %d rank(s), cached at %s", len(merged), world_size(), path)
     barrier()
     return merged
+
+
+def _join_for_reference(zero3: bool) -> None:
+    """The process group (and, for ZeRO-3, DeepSpeed's comm layer on it, which zero.Init needs)."""
+    init_process_group()
+    if zero3:
+        import deepspeed
+
+        deepspeed.init_distributed(auto_mpi_discovery=False, timeout=PROCESS_GROUP_TIMEOUT)
+
+
+def _gathered(obj) -> list:
+    """``obj`` of every rank (a one-item list without a process group)."""
+    import torch.distributed as dist
+
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+        return [obj]
+    out: list = [None] * dist.get_world_size()
+    dist.all_gather_object(out, obj)
+    return out
 
 
 def deepspeed_dict(enabled: bool, config: dict) -> dict | None:

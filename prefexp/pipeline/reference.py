@@ -1,5 +1,5 @@
 """Stage 5, reference pass: the reference model's summed response log-probs of every example,
-computed once (sharded over ranks) and cached on disk (``prefexp.engine.reference``)."""
+computed once (sharded over ranks; under ZeRO-3 with the weights partitioned too) and cached on disk (``prefexp.engine.reference``)."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -9,6 +9,7 @@ from ..config.validate import Settings
 from ..difficulty.metrics import needed_metrics
 from ..engine.distributed import shared_reference_logps
 from ..engine.groups import group_reference_examples
+from ..engine.zero3_reference import zero3_sharding
 from .model_source import ModelSource
 from .tokens import TokenisedPairs
 
@@ -25,9 +26,13 @@ def reference_pass(settings: Settings, tokens: TokenisedPairs, model: ModelSourc
     if not (loss.needs_reference or "reference_logp" in needed_metrics(c, loss)):
         return None
 
+    # ZeRO-3 (and zero3_offload): the reference weights partitioned as the policy's will be
+    zero3 = zero3_sharding(c.deepspeed.enabled, c.deepspeed.config, c.model.dtype, c.model.trust_remote_code)
+
     def score(items: list[dict]) -> dict:
         return shared_reference_logps(model.load, model.path, items, tokens.pad_token_id,
-                                      c.trainer.reference_batch_size, model.reference_cache_dir, c.trainer.precision)
+                                      c.trainer.reference_batch_size, model.reference_cache_dir, c.trainer.precision,
+                                      zero3=zero3)
 
     pairs = score(tokens.examples)
     groups = group_logps(tokens.examples, score) if tokens.has_groups and loss.needs_reference else None

@@ -15,6 +15,7 @@ from ..engine.distributed import cpu_ranks, deepspeed_dict, is_main_process, pre
 from ..engine.eval_callbacks import EvalMetricsFileCallback, GenerationLogCallback, HeldOutPrompt
 from ..engine.last_step_log import LogLastStepCallback
 from ..engine.probes import ProbeCallback
+from ..engine.memory import PeakMemoryCallback
 from ..engine.throughput import ThroughputCallback
 from ..engine.trainer import PreferenceTrainer
 from .heldout import HeldOut
@@ -38,7 +39,8 @@ def build_trainer(settings: Settings, examples: list[dict], probes: Displacement
                                    every_n_steps=t.logging_steps, labels_in_order=probes.labels_in_order,
                                    pairs_per_step=t.per_device_batch_size * t.gradient_accumulation_steps * world_size(),
                                    is_main_process=is_main_process())
-    callbacks = [ThroughputCallback(), MetricsFileCallback(run_dir / "metrics.jsonl"), LogLastStepCallback(),
+    callbacks = [ThroughputCallback(), PeakMemoryCallback(),  # per-rank peaks: before the metrics file
+                 MetricsFileCallback(run_dir / "metrics.jsonl"), LogLastStepCallback(),
                  probe_callback]
     trainer = PreferenceTrainer(model=policy, args=args, train_dataset=examples, data_collator=collator,
                                 eval_dataset=heldout.examples if evaluating else None,
