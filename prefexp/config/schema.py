@@ -48,6 +48,12 @@ class SandboxDataSpec:
     rater_noise: float = 0.75
     length_bias: float = 0.3
     pair_rule: str = "best_vs_random"
+    # reference_samples: K samples of the sandbox reference model (conf/dataset/sandbox.yaml points
+    # `reference` at ${model.sandbox}, so it is the run's own reference); synthetic: hand-corrupted
+    responses: str = "reference_samples"
+    temperature: float = 1.0
+    reference: Any = None  # a SandboxModelSpec; Any because it is an interpolation in the yaml
+    cache_dir: Optional[str] = None  # where the reference is built; conf: ${paths.cache_dir}
 
 
 @dataclass

@@ -53,8 +53,19 @@ def load_rows(cfg: DatasetConfig) -> list[dict]:
         from ..sandbox.data import build_sandbox_rows
 
         s = cfg.sandbox
+        model_dir = None
+        if s.responses == "reference_samples":  # sampled from the run's reference: build it first
+            from dataclasses import asdict
+
+            from ..sandbox.model import ensure_sandbox_model
+
+            if s.cache_dir is None:
+                raise ValueError("dataset.sandbox.cache_dir is unset: set it (conf: ${paths.cache_dir}) or "
+                                 "dataset.sandbox.responses=synthetic")
+            model_dir = ensure_sandbox_model(Path(s.cache_dir), **asdict(s.reference))
         rows = build_sandbox_rows(num_prompts=s.num_prompts, seed=s.seed, responses_per_prompt=s.responses_per_prompt,
-                                  rater_noise=s.rater_noise, length_bias=s.length_bias, pair_rule=s.pair_rule)
+                                  rater_noise=s.rater_noise, length_bias=s.length_bias, pair_rule=s.pair_rule,
+                                  responses=s.responses, model_dir=model_dir, temperature=s.temperature)
     elif cfg.source == "jsonl":
         rows = load_jsonl(cfg.path)
     else:

@@ -27,7 +27,8 @@ from tqdm.auto import tqdm
 from transformers import LlamaConfig, LlamaForCausalLM
 
 from .data import build_sandbox_rows, heldout_prompts
-from .generate import mean_gold_score
+from .generate import generate_responses
+from .quality import reference_report, warn_if_unfit
 from .tokenizer import build_tokenizer, render_prompt
 
 # Bump when the build recipe changes in a way the arguments do not capture: old caches then miss.
@@ -151,6 +152,7 @@ def ensure_sandbox_model(cache_dir: Union[str, Path], *, hidden_size: int = 64, 
     cache_dir = Path(cache_dir)
     final = sandbox_model_dir(cache_dir, **args)
     if (final / "DONE").is_file():
+        _warn_if_unfit(final)
         return final
     cache_dir.mkdir(parents=True, exist_ok=True)
     # Says why the first run pauses (tqdm is silent when stderr is not a terminal).
@@ -174,7 +176,13 @@ def ensure_sandbox_model(cache_dir: Union[str, Path], *, hidden_size: int = 64, 
     print(f"sandbox model built in {summary['build_seconds']:.1f}s: {summary['parameters']:,} params, "
           f"SFT loss {summary['final_sft_loss']:.3f}, mean gold score {summary['mean_gold_score']:.2f} "
           f"on {eval_prompts} held-out prompts -> {final}", file=sys.stderr, flush=True)
+    _warn_if_unfit(final)
     return final
+
+
+def _warn_if_unfit(model_dir: Path) -> None:
+    quality = json.loads((model_dir / "DONE").read_text()).get("reference_quality") or {}
+    warn_if_unfit(model_dir, quality.get("problems", []))
 
 
 def _build_args(values: dict) -> dict:
@@ -194,7 +202,7 @@ def sandbox_model_dir(cache_dir: Union[str, Path], **kwargs) -> Path:
 
 def _build(out: Path, args: dict) -> dict:
     """Tokenizer + model + SFT into ``out``; returns the summary written to ``DONE``."""
-    t0 = time.perf_counter()
+    t0, cpu0 = time.perf_counter(), time.process_time()
     seed = args["seed"]
     torch.manual_seed(seed)
     corpus_rows = build_sandbox_rows(min(args["num_prompts"], 500), seed + SFT_SEED_OFFSET)
@@ -214,13 +222,14 @@ def _build(out: Path, args: dict) -> dict:
     model.generation_config.pad_token_id = tokenizer.pad_token_id
     model.generation_config.eos_token_id = tokenizer.eos_token_id
     model.generation_config.bos_token_id = tokenizer.bos_token_id
-    score = float("nan")
+    score, quality = float("nan"), None
     if args["eval_prompts"] > 0:
-        score = mean_gold_score(model, heldout_prompts(args["eval_prompts"], SUMMARY_PROMPT_SEED),
-                                tokenizer=tokenizer)
+        prompts = heldout_prompts(args["eval_prompts"], SUMMARY_PROMPT_SEED)
+        quality = reference_report(prompts, generate_responses(model, tokenizer, prompts))
+        score = quality["mean_gold_score"]
     model.save_pretrained(out)
     tokenizer.save_pretrained(out)
     return {"args": args, "version": SANDBOX_MODEL_VERSION, "parameters": sum(p.numel() for p in model.parameters()),
             "sft_examples": len(examples), "final_sft_loss": loss, "sft_seconds": sft_seconds,
-            "build_seconds": time.perf_counter() - t0, "mean_gold_score": score,
-            "eval_prompt_seed": SUMMARY_PROMPT_SEED}
+            "build_seconds": time.perf_counter() - t0, "build_cpu_seconds": time.process_time() - cpu0,
+            "mean_gold_score": score, "eval_prompt_seed": SUMMARY_PROMPT_SEED, "reference_quality": quality}

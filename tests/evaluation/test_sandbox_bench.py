@@ -22,6 +22,26 @@ def test_compare_with_gold_by_hand():
     assert m["standard_error"] == pytest.approx(23.935677, abs=1e-6)
     assert (m["n_wins"], m["n_ties"], m["n_losses"], m["n_total"]) == (2, 1, 1, 4)
     assert m["mean_gold_score"] == 5.75 and m["reference_mean_gold_score"] == 5.5
+    assert "by_task" not in m
+
+
+def test_paired_difference_and_per_task_by_hand():
+    """Same table; tasks: a, b -> "x"; c, d -> "y". Paired d = [6, 0, -6, 1]: mean 0.25,
+    std(ddof=1) = sqrt(((5.75)^2 + (.25)^2 + (6.25)^2 + (.75)^2) / 3) = sqrt(72.75 / 3) = 4.9244,
+    se = 4.9244 / 2 = 2.4622. Task x: wins [1, .5] -> 75, d = [6, 0] -> 3 +- 3; task y: wins
+    [0, 1] -> 50, d = [-6, 1] -> -2.5 +- 3.5."""
+    table = {("a", "p"): 9, ("a", "r"): 3, ("b", "p"): 5, ("b", "r"): 5,
+             ("c", "p"): 2, ("c", "r"): 8, ("d", "p"): 7, ("d", "r"): 6}
+    m = compare_with_gold(list("abcd"), ["p"] * 4, ["r"] * 4, lambda q, a: table[(q, a)],
+                          task_of=lambda q: "x" if q in "ab" else "y")
+    assert m["gold_difference"] == 0.25
+    assert m["gold_difference_se"] == pytest.approx((72.75 / 3) ** 0.5 / 2, rel=1e-12)
+    x, y = m["by_task"]["x"], m["by_task"]["y"]
+    assert (x["win_rate"], x["gold_difference"], x["n_total"]) == (75.0, 3.0, 2)
+    assert x["gold_difference_se"] == pytest.approx(3.0, rel=1e-12)
+    assert (y["win_rate"], y["gold_difference"], y["n_total"]) == (50.0, -2.5, 2)
+    assert y["gold_difference_se"] == pytest.approx(3.5, rel=1e-12)
+    assert x["mean_gold_score"] == 7.0 and y["reference_mean_gold_score"] == 7.0
 
 
 def test_policy_equal_to_reference_wins_half(tiny_run):
