@@ -100,15 +100,19 @@ def rate_and_pair(prompt: str, responses: list[str], rng: random.Random, rater_n
     """One preference row from a prompt's K responses: rate all of them, pick the pair.
 
     chosen = best rated (ties: lowest index); rejected = a random response of another text
-    (``best_vs_random``) or the worst rated one (``best_vs_worst``; ties: lowest index). All K
-    responses stay in the row (duplicates included: samples repeat). None when every response
-    has the chosen text (no pair can be formed).
+    (``best_vs_random``) or the worst rated one (``best_vs_worst``; ties: lowest index), both
+    among the non-empty responses. All K responses stay in the row (duplicates and empty samples
+    included). None when fewer than two distinct non-empty texts exist (no pair can be formed).
     """
     rater = [rate(prompt, r, rng, rater_noise, length_bias) for r in responses]
     gold = [gold_score(prompt, r) for r in responses]
-    k = len(responses)
-    best = max(range(k), key=lambda i: (rater[i], -i))
-    others = [i for i in range(k) if responses[i] != responses[best]]
+    # An empty sample (eos first) is a real answer and stays in ``responses``, but a pair needs
+    # two texts: prefexp.data.records rejects an empty chosen or rejected.
+    texts = [i for i in range(len(responses)) if responses[i].strip()]
+    if not texts:
+        return None
+    best = max(texts, key=lambda i: (rater[i], -i))
+    others = [i for i in texts if responses[i] != responses[best]]
     if not others:
         return None
     if pair_rule == "best_vs_random":
