@@ -132,7 +132,7 @@ def _sft(model: LlamaForCausalLM, examples: list, pad_id: int, steps: int, batch
 def ensure_sandbox_model(cache_dir: Union[str, Path], *, hidden_size: int = 64, num_layers: int = 2,
                          num_heads: int = 4, intermediate_size: int = 256, max_length: int = 96,
                          sft_steps: int = 3000, sft_batch_size: int = 64, learning_rate: float = 3e-3,
-                         seed: int = 0, num_prompts: int = 3000, eval_prompts: int = 1000) -> Path:
+                         seed: int = 0, num_prompts: int = 3000, eval_prompts: int = 200) -> Path:
     """Build (once) and return the directory of the SFT-trained sandbox model and tokenizer.
 
     Args:

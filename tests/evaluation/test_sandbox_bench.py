@@ -63,9 +63,9 @@ def test_policy_equal_to_reference_wins_half(tiny_run):
 
 @pytest.mark.slow
 def test_matches_the_sandbox_models_own_gold_score(tmp_path):
-    """Cross-check with prefexp.sandbox: the SFT sandbox model's mean gold score on the 200
-    held-out prompts (seed 1234), as its build summary reports it, is what this benchmark
-    measures for the same model (greedy, 64 new tokens). 2-5 minutes on CPU."""
+    """Cross-check with prefexp.sandbox: the SFT sandbox model's mean gold score on the build's
+    200 held-out prompts (seed 1234), as its build summary reports it, is what this benchmark
+    measures for the same model on the same prompts (greedy, 64 new tokens). 2-5 minutes on CPU."""
     pytest.importorskip("prefexp.sandbox.model", reason="prefexp.sandbox is not available yet")
     from prefexp.sandbox.model import ensure_sandbox_model
 
@@ -77,6 +77,7 @@ def test_matches_the_sandbox_models_own_gold_score(tmp_path):
     manifest = json.loads((run / "checkpoint" / "manifest.json").read_text())
     manifest["chat_template"] = None  # the sandbox tokenizer carries its own template
     (run / "checkpoint" / "manifest.json").write_text(json.dumps(manifest))
-    res = evaluate(settings([f"checkpoint={run}", "eval=sandbox", "wandb=false"]))
+    built = json.loads((model / "DONE").read_text())["args"]["eval_prompts"]  # the build scores fewer
+    res = evaluate(settings([f"checkpoint={run}", "eval=sandbox", f"eval.n_prompts={built}", "wandb=false"]))
     assert res["metrics"]["reference_mean_gold_score"] == pytest.approx(expected, abs=1e-9)
     assert res["metrics"]["win_rate"] == 50.0
