@@ -79,9 +79,26 @@ def load_rows(cfg: DatasetConfig) -> list[dict]:
     if cfg.source == "sandbox":
         from ..sandbox.data import build_sandbox_rows
 
+        from ..errors import InputError
+        from ..sandbox.data import RESPONSE_SOURCES
+
         s = cfg.sandbox
+        if s.responses not in RESPONSE_SOURCES:
+            raise InputError(f"dataset.sandbox.responses={s.responses!r} is not one of {list(RESPONSE_SOURCES)}")
+        model_dir = None
+        if s.responses == "reference_samples":  # sampled from the run's reference: build it first
+            from dataclasses import asdict
+
+            from ..sandbox.model import ensure_sandbox_model
+
+            if s.cache_dir is None or s.reference is None:
+                raise InputError("dataset.sandbox.responses=reference_samples needs dataset.sandbox.reference and "
+                                 "dataset.sandbox.cache_dir (conf/dataset/sandbox.yaml sets ${model.sandbox} and "
+                                 "${paths.cache_dir}); or pass dataset.sandbox.responses=synthetic")
+            model_dir = ensure_sandbox_model(Path(s.cache_dir), **asdict(s.reference))
         rows = build_sandbox_rows(num_prompts=s.num_prompts, seed=s.seed, responses_per_prompt=s.responses_per_prompt,
-                                  rater_noise=s.rater_noise, length_bias=s.length_bias, pair_rule=s.pair_rule)
+                                  rater_noise=s.rater_noise, length_bias=s.length_bias, pair_rule=s.pair_rule,
+                                  responses=s.responses, model_dir=model_dir, temperature=s.temperature)
     elif cfg.source == "jsonl":
         rows = load_jsonl(check_data_file(cfg.path), cfg.on_invalid)
     else:

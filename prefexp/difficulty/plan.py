@@ -8,6 +8,7 @@ Discarded pairs are not in the training order; ``routing_summary.json`` counts t
 from __future__ import annotations
 
 import json
+import math
 import random
 from collections import Counter
 from dataclasses import dataclass
@@ -79,8 +80,43 @@ def write_plan(entries: Sequence[PlanEntry], path: Path, metric: str) -> None:
             f.write(json.dumps(row) + "\n")
 
 
+# Margin buckets of the disagreement table: half-point rating steps at the small end, where
+# MixDPO's tau lives; a non-rating metric's negative margins fall in the first bucket.
+DISAGREEMENT_EDGES = (-math.inf, 0.0, 0.5, 1.0, 2.0, 3.0, 5.0, math.inf)
+
+
+def gold_disagreement(entries: Sequence[PlanEntry], pairs: Sequence[PreferencePair],
+                      edges: Sequence[float] = DISAGREEMENT_EDGES) -> Optional[list[dict]]:
+    """Per margin bucket [low, high): pairs, how many the rated order gets wrong against the gold
+    order (``gold_chosen < gold_rejected``), gold ties, and the share wrong.
+
+    Needs ``pair.extra["gold_chosen"/"gold_rejected"]`` (the sandbox has them; real data has no
+    gold); None when no pair has them. Pairs without a margin are left out.
+    """
+    by_index = {p.index: p for p in pairs if "gold_chosen" in p.extra and "gold_rejected" in p.extra}
+    if not by_index:
+        return None
+    out = [{"low": lo, "high": hi, "pairs": 0, "disagree": 0, "gold_ties": 0} for lo, hi in zip(edges, edges[1:])]
+    for e in entries:
+        pair = by_index.get(e.index)
+        if pair is None or e.margin is None:
+            continue
+        b = next(b for b in out if b["low"] <= e.margin < b["high"])
+        b["pairs"] += 1
+        b["disagree"] += pair.extra["gold_chosen"] < pair.extra["gold_rejected"]
+        b["gold_ties"] += pair.extra["gold_chosen"] == pair.extra["gold_rejected"]
+    for b in out:
+        b["share"] = b["disagree"] / b["pairs"] if b["pairs"] else None
+        # JSON has no infinity: open ends are written as null
+        b["low"], b["high"] = (None if math.isinf(x) else x for x in (b["low"], b["high"]))
+    return out
+
+
 def summarize(kept: Sequence[PlanEntry], discarded: Sequence[PlanEntry], router: RouterSpec, metric: str,
-              order: str) -> dict:
+              order: str, pairs: Optional[Sequence[PreferencePair]] = None) -> dict:
+    """The routing summary; with ``pairs`` that carry gold scores (the sandbox) it also has
+    ``gold_disagreement``: the share of pairs whose rated order disagrees with the gold order, by
+    margin bucket (:func:`gold_disagreement`), the premise MixDPO's router acts on."""
     margins = sorted(e.margin for e in [*kept, *discarded] if e.margin is not None)
 
     def quantile(q: float) -> Optional[float]:
@@ -97,6 +133,7 @@ def summarize(kept: Sequence[PlanEntry], discarded: Sequence[PlanEntry], router:
         "curriculum": order,
         "band": [router.band_low, router.band_high] if router.name == "band" else None,
         "margin_quantiles": {str(q): quantile(q) for q in (0.0, 0.1, 0.25, 0.5, 0.75, 0.9, 1.0)},
+        "gold_disagreement": gold_disagreement([*kept, *discarded], pairs) if pairs is not None else None,
     }
 
 

@@ -3,14 +3,15 @@
 The policy (the checkpoint) and the reference model (the manifest's ``reference_model``, the
 model DPO-style training regularises towards) answer the same held-out prompts; each answer gets
 ``gold_score(prompt, answer)`` in 1..10. Reported: the policy's win rate against the reference
-(ties count half, in percent like AlpacaEval), its standard error, and both mean gold scores.
+(ties count half, in percent like AlpacaEval), its standard error, both mean gold scores, the
+paired per-prompt gold difference with its standard error, and all of these per task.
 """
 from __future__ import annotations
 
 import logging
 import math
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Optional
 
 from .config import SandboxConfig
 from .generation import GenRequest, describe, open_backend
@@ -20,29 +21,54 @@ from .store import generation_meta, read_json, reusable, save_outputs
 log = logging.getLogger(__name__)
 
 
-def compare_with_gold(prompts: list[str], policy: list[str], reference: list[str],
-                      gold_score: Callable[[str, str], float]) -> dict:
-    """Win rate of ``policy`` over ``reference`` under ``gold_score``.
+def _mean_se(values: list[float]) -> tuple[float, float]:
+    """Mean and its standard error (std with ddof=1 over sqrt(n); 0 for a single value)."""
+    n = len(values)
+    mean = sum(values) / n
+    var = sum((v - mean) ** 2 for v in values) / (n - 1) if n > 1 else 0.0
+    return mean, math.sqrt(var / n)
 
-    win_i = 1 if g(p_i, policy_i) > g(p_i, ref_i), 0.5 if equal, else 0;
-    win_rate = 100 * mean(win), standard_error = 100 * std(win, ddof=1) / sqrt(n).
-    """
-    g_pol = [float(gold_score(p, a)) for p, a in zip(prompts, policy)]
-    g_ref = [float(gold_score(p, a)) for p, a in zip(prompts, reference)]
+
+def _summary(g_pol: list[float], g_ref: list[float]) -> dict:
     wins = [1.0 if a > b else 0.5 if a == b else 0.0 for a, b in zip(g_pol, g_ref)]
+    win, win_se = _mean_se(wins)
+    diff, diff_se = _mean_se([a - b for a, b in zip(g_pol, g_ref)])
     n = len(wins)
-    mean = sum(wins) / n
-    var = sum((w - mean) ** 2 for w in wins) / (n - 1) if n > 1 else 0.0
     return {
-        "win_rate": 100 * mean,
-        "standard_error": 100 * math.sqrt(var / n),
+        "win_rate": 100 * win,
+        "standard_error": 100 * win_se,
         "mean_gold_score": sum(g_pol) / n,
         "reference_mean_gold_score": sum(g_ref) / n,
+        "gold_difference": diff,
+        "gold_difference_se": diff_se,
         "n_wins": sum(w == 1.0 for w in wins),
         "n_ties": sum(w == 0.5 for w in wins),
         "n_losses": sum(w == 0.0 for w in wins),
         "n_total": n,
     }
+
+
+def compare_with_gold(prompts: list[str], policy: list[str], reference: list[str],
+                      gold_score: Callable[[str, str], float],
+                      task_of: Optional[Callable[[str], str]] = None) -> dict:
+    """Win rate of ``policy`` over ``reference`` under ``gold_score``, and paired gold differences.
+
+    win_i = 1 if g(p_i, policy_i) > g(p_i, ref_i), 0.5 if equal, else 0;
+    win_rate = 100 * mean(win), standard_error = 100 * std(win, ddof=1) / sqrt(n);
+    d_i = g(p_i, policy_i) - g(p_i, ref_i): gold_difference = mean(d), gold_difference_se =
+    std(d, ddof=1) / sqrt(n) (paired: the per-prompt difficulty cancels).
+    With ``task_of`` (prompt -> task name), ``by_task`` holds the same numbers per task.
+    """
+    g_pol = [float(gold_score(p, a)) for p, a in zip(prompts, policy)]
+    g_ref = [float(gold_score(p, a)) for p, a in zip(prompts, reference)]
+    out = _summary(g_pol, g_ref)
+    if task_of is not None:
+        tasks: dict[str, list[int]] = {}
+        for i, p in enumerate(prompts):
+            tasks.setdefault(task_of(p), []).append(i)
+        out["by_task"] = {t: _summary([g_pol[i] for i in idx], [g_ref[i] for i in idx])
+                          for t, idx in sorted(tasks.items())}
+    return out
 
 
 def _answers(cfg: SandboxConfig, model_dir: str, chat_template, identity: dict, prompts: list[str],
@@ -65,7 +91,7 @@ def _answers(cfg: SandboxConfig, model_dir: str, chat_template, identity: dict, 
 def run(cfg: SandboxConfig, ckpt: Checkpoint, out_dir: Path) -> dict:
     # Imported here: the sandbox task is another stage's module and may not be installed.
     from prefexp.sandbox.data import heldout_prompts
-    from prefexp.sandbox.task import gold_score
+    from prefexp.sandbox.task import gold_score, parse_prompt
 
     ref_name = cfg.reference_model or ckpt.manifest.get("reference_model")
     if not ref_name:
@@ -79,7 +105,7 @@ def run(cfg: SandboxConfig, ckpt: Checkpoint, out_dir: Path) -> dict:
     # The reference model may lack a chat template (a base model): format it like the policy.
     reference = _answers(cfg, ref_dir, ckpt.chat_template, {"reference_model": ref_name}, prompts,
                          out_dir / "reference_outputs.json")
-    metrics = compare_with_gold(prompts, policy, reference, gold_score)
+    metrics = compare_with_gold(prompts, policy, reference, gold_score, task_of=lambda p: parse_prompt(p)[0])
     return {
         "metrics": metrics,
         "model_name": cfg.model_name or ckpt.default_model_name(),

@@ -2,7 +2,9 @@
 
 Everything is generated offline from seeds: prompts and the gold judge (``task``), rated
 response pairs (``data``), a character-level tokenizer (``tokenizer``), an SFT-trained tiny
-Llama cached on disk (``model``) and greedy generation scored by the gold judge (``generate``).
+Llama cached on disk (``model``), whether it is worth improving (``quality``), its own sampled
+responses, the sandbox's preference data (``samples``), and greedy generation scored by the
+gold judge (``generate``). Design and calibration: docs/sandbox.md.
 
 Names are re-exported lazily: ``task`` and ``data`` are pure Python, and importing them (the
 data loader, the gold judge) should not pay for importing torch and transformers.
@@ -18,6 +20,7 @@ _EXPORTS = {
     "CHAT_TEMPLATE": "tokenizer", "build_tokenizer": "tokenizer",
     "generate_responses": "generate", "mean_gold_score": "generate",
     "ensure_sandbox_model": "model",
+    "ensure_reference_samples": "samples", "reference_report": "quality",
 }
 __all__ = sorted(_EXPORTS)
 
@@ -25,6 +28,8 @@ if TYPE_CHECKING:
     from .data import build_sandbox_rows, heldout_prompts, label_noise_report
     from .generate import generate_responses, mean_gold_score
     from .model import ensure_sandbox_model
+    from .quality import reference_report
+    from .samples import ensure_reference_samples
     from .task import gold_answer, gold_score, make_prompts
     from .tokenizer import CHAT_TEMPLATE, build_tokenizer
 

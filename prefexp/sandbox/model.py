@@ -1,10 +1,15 @@
 """The sandbox model: a tiny Llama, SFT-trained on the sandbox task once and cached on disk.
 
 ``ensure_sandbox_model`` trains a character-level tokenizer on the generated corpus, builds a
-``LlamaForCausalLM`` from scratch and SFT-trains it on responses from across the quality range
-(the chosen AND rejected response of each generated row, so about a third of the targets are
-wrong). The reference is therefore imperfect on purpose: preference training has room to raise
-the gold score. The result is saved with ``save_pretrained`` and loads with
+``LlamaForCausalLM`` from scratch and SFT-trains it on synthetic responses from across the
+quality range (the chosen AND rejected response of each generated row, so about a third of the
+targets are wrong). The reference is therefore imperfect on purpose, and its samples vary:
+preference training has room to raise the gold score. 3000 steps (the default) reach a mean
+gold score of ~7 on every task; 600 steps had not learned ``add`` at all (docs/sandbox.md).
+
+The build ends by answering held-out prompts greedily and checking the reference is worth
+improving (prefexp.sandbox.quality); a reference that is not gets a loud warning on every use.
+The result is saved with ``save_pretrained`` and loads with
 ``AutoModelForCausalLM.from_pretrained`` / ``AutoTokenizer.from_pretrained``.
 """
 from __future__ import annotations
@@ -27,7 +32,8 @@ from tqdm.auto import tqdm
 from transformers import LlamaConfig, LlamaForCausalLM
 
 from .data import build_sandbox_rows, heldout_prompts
-from .generate import mean_gold_score
+from .generate import generate_responses
+from .quality import reference_report, warn_if_unfit
 from .tokenizer import build_tokenizer, render_prompt
 
 # Bump when the build recipe changes in a way the arguments do not capture: old caches then miss.
@@ -125,7 +131,7 @@ def _sft(model: LlamaForCausalLM, examples: list, pad_id: int, steps: int, batch
 
 def ensure_sandbox_model(cache_dir: Union[str, Path], *, hidden_size: int = 64, num_layers: int = 2,
                          num_heads: int = 4, intermediate_size: int = 256, max_length: int = 96,
-                         sft_steps: int = 1000, sft_batch_size: int = 64, learning_rate: float = 3e-3,
+                         sft_steps: int = 3000, sft_batch_size: int = 64, learning_rate: float = 3e-3,
                          seed: int = 0, num_prompts: int = 3000, eval_prompts: int = 200) -> Path:
     """Build (once) and return the directory of the SFT-trained sandbox model and tokenizer.
 
@@ -151,6 +157,7 @@ def ensure_sandbox_model(cache_dir: Union[str, Path], *, hidden_size: int = 64, 
     cache_dir = Path(cache_dir)
     final = sandbox_model_dir(cache_dir, **args)
     if (final / "DONE").is_file():
+        _warn_if_unfit(final)
         return final
     cache_dir.mkdir(parents=True, exist_ok=True)
     # Says why the first run pauses (tqdm is silent when stderr is not a terminal).
@@ -174,7 +181,13 @@ def ensure_sandbox_model(cache_dir: Union[str, Path], *, hidden_size: int = 64, 
     print(f"sandbox model built in {summary['build_seconds']:.1f}s: {summary['parameters']:,} params, "
           f"SFT loss {summary['final_sft_loss']:.3f}, mean gold score {summary['mean_gold_score']:.2f} "
           f"on {eval_prompts} held-out prompts -> {final}", file=sys.stderr, flush=True)
+    _warn_if_unfit(final)
     return final
+
+
+def _warn_if_unfit(model_dir: Path) -> None:
+    quality = json.loads((model_dir / "DONE").read_text()).get("reference_quality") or {}
+    warn_if_unfit(model_dir, quality.get("problems", []))
 
 
 def _build_args(values: dict) -> dict:
@@ -194,7 +207,7 @@ def sandbox_model_dir(cache_dir: Union[str, Path], **kwargs) -> Path:
 
 def _build(out: Path, args: dict) -> dict:
     """Tokenizer + model + SFT into ``out``; returns the summary written to ``DONE``."""
-    t0 = time.perf_counter()
+    t0, cpu0 = time.perf_counter(), time.process_time()
     seed = args["seed"]
     torch.manual_seed(seed)
     corpus_rows = build_sandbox_rows(min(args["num_prompts"], 500), seed + SFT_SEED_OFFSET)
@@ -214,13 +227,14 @@ def _build(out: Path, args: dict) -> dict:
     model.generation_config.pad_token_id = tokenizer.pad_token_id
     model.generation_config.eos_token_id = tokenizer.eos_token_id
     model.generation_config.bos_token_id = tokenizer.bos_token_id
-    score = float("nan")
+    score, quality = float("nan"), None
     if args["eval_prompts"] > 0:
-        score = mean_gold_score(model, heldout_prompts(args["eval_prompts"], SUMMARY_PROMPT_SEED),
-                                tokenizer=tokenizer)
+        prompts = heldout_prompts(args["eval_prompts"], SUMMARY_PROMPT_SEED)
+        quality = reference_report(prompts, generate_responses(model, tokenizer, prompts))
+        score = quality["mean_gold_score"]
     model.save_pretrained(out)
     tokenizer.save_pretrained(out)
     return {"args": args, "version": SANDBOX_MODEL_VERSION, "parameters": sum(p.numel() for p in model.parameters()),
             "sft_examples": len(examples), "final_sft_loss": loss, "sft_seconds": sft_seconds,
-            "build_seconds": time.perf_counter() - t0, "mean_gold_score": score,
-            "eval_prompt_seed": SUMMARY_PROMPT_SEED}
+            "build_seconds": time.perf_counter() - t0, "build_cpu_seconds": time.process_time() - cpu0,
+            "mean_gold_score": score, "eval_prompt_seed": SUMMARY_PROMPT_SEED, "reference_quality": quality}

@@ -18,8 +18,10 @@ import torch
 
 from tests.helpers import REPO, read_jsonl, run_train
 
+# Synthetic responses: one row per prompt (400 pairs) and rows rebuilt here without the model;
+# these tests are about margins and routing, not about where the responses come from.
 SMALL = ["dataset.sandbox.num_prompts=400", "model.sandbox.sft_steps=80", "model.sandbox.num_prompts=400",
-         "trainer.logging_steps=1", "logger=none"]
+         "trainer.logging_steps=1", "logger=none", "dataset.sandbox.responses=synthetic"]
 
 
 def train(run_dir: Path, cache: Path, *overrides: str, ok: bool = True) -> subprocess.CompletedProcess:

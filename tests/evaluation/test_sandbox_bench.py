@@ -22,6 +22,26 @@ def test_compare_with_gold_by_hand():
     assert m["standard_error"] == pytest.approx(23.935677, abs=1e-6)
     assert (m["n_wins"], m["n_ties"], m["n_losses"], m["n_total"]) == (2, 1, 1, 4)
     assert m["mean_gold_score"] == 5.75 and m["reference_mean_gold_score"] == 5.5
+    assert "by_task" not in m
+
+
+def test_paired_difference_and_per_task_by_hand():
+    """Same table; tasks: a, b -> "x"; c, d -> "y". Paired d = [6, 0, -6, 1]: mean 0.25,
+    std(ddof=1) = sqrt(((5.75)^2 + (.25)^2 + (6.25)^2 + (.75)^2) / 3) = sqrt(72.75 / 3) = 4.9244,
+    se = 4.9244 / 2 = 2.4622. Task x: wins [1, .5] -> 75, d = [6, 0] -> 3 +- 3; task y: wins
+    [0, 1] -> 50, d = [-6, 1] -> -2.5 +- 3.5."""
+    table = {("a", "p"): 9, ("a", "r"): 3, ("b", "p"): 5, ("b", "r"): 5,
+             ("c", "p"): 2, ("c", "r"): 8, ("d", "p"): 7, ("d", "r"): 6}
+    m = compare_with_gold(list("abcd"), ["p"] * 4, ["r"] * 4, lambda q, a: table[(q, a)],
+                          task_of=lambda q: "x" if q in "ab" else "y")
+    assert m["gold_difference"] == 0.25
+    assert m["gold_difference_se"] == pytest.approx((72.75 / 3) ** 0.5 / 2, rel=1e-12)
+    x, y = m["by_task"]["x"], m["by_task"]["y"]
+    assert (x["win_rate"], x["gold_difference"], x["n_total"]) == (75.0, 3.0, 2)
+    assert x["gold_difference_se"] == pytest.approx(3.0, rel=1e-12)
+    assert (y["win_rate"], y["gold_difference"], y["n_total"]) == (50.0, -2.5, 2)
+    assert y["gold_difference_se"] == pytest.approx(3.5, rel=1e-12)
+    assert x["mean_gold_score"] == 7.0 and y["reference_mean_gold_score"] == 7.0
 
 
 def test_policy_equal_to_reference_wins_half(tiny_run):
@@ -43,9 +63,9 @@ def test_policy_equal_to_reference_wins_half(tiny_run):
 
 @pytest.mark.slow
 def test_matches_the_sandbox_models_own_gold_score(tmp_path):
-    """Cross-check with prefexp.sandbox: the SFT sandbox model's mean gold score on the 200
-    held-out prompts (seed 1234), as its build summary reports it, is what this benchmark
-    measures for the same model (greedy, 64 new tokens). 2-5 minutes on CPU."""
+    """Cross-check with prefexp.sandbox: the SFT sandbox model's mean gold score on the build's
+    200 held-out prompts (seed 1234), as its build summary reports it, is what this benchmark
+    measures for the same model on the same prompts (greedy, 64 new tokens). 2-5 minutes on CPU."""
     pytest.importorskip("prefexp.sandbox.model", reason="prefexp.sandbox is not available yet")
     from prefexp.sandbox.model import ensure_sandbox_model
 
@@ -57,6 +77,7 @@ def test_matches_the_sandbox_models_own_gold_score(tmp_path):
     manifest = json.loads((run / "checkpoint" / "manifest.json").read_text())
     manifest["chat_template"] = None  # the sandbox tokenizer carries its own template
     (run / "checkpoint" / "manifest.json").write_text(json.dumps(manifest))
-    res = evaluate(settings([f"checkpoint={run}", "eval=sandbox", "wandb=false"]))
+    built = json.loads((model / "DONE").read_text())["args"]["eval_prompts"]  # the build scores fewer
+    res = evaluate(settings([f"checkpoint={run}", "eval=sandbox", f"eval.n_prompts={built}", "wandb=false"]))
     assert res["metrics"]["reference_mean_gold_score"] == pytest.approx(expected, abs=1e-9)
     assert res["metrics"]["win_rate"] == 50.0
