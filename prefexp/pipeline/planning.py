@@ -37,7 +37,8 @@ def plan_training(settings: Settings, data: PairData, margins: Margins, run_dir:
     if by_loss is not None and by_loss != c.router.metric:  # the loss reads another metric: record both
         for entry in [*kept, *discarded]:
             entry.loss_margin = margins.by_metric[by_loss][entry.index]
-    summary = {**summarize(kept, discarded, spec, c.router.metric, c.curriculum.order), **data.summary}
+    summary = {**summarize(kept, discarded, spec, c.router.metric, c.curriculum.order, pairs=data.pairs),
+               **data.summary}
     if is_main_process():  # every rank plans (the same result); rank 0 writes
         write_plan(kept, run_dir / "routing_plan.jsonl", c.router.metric)
         (run_dir / "routing_summary.json").write_text(json.dumps(summary, indent=2))

@@ -18,11 +18,8 @@ import hashlib
 import inspect
 import json
 import math
-import os
 import random
-import shutil
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Union
@@ -31,6 +28,7 @@ import torch
 from tqdm.auto import tqdm
 from transformers import LlamaConfig, LlamaForCausalLM
 
+from ..cachefs import build_once, done_marker_complete
 from .data import build_sandbox_rows, heldout_prompts
 from .generate import generate_responses
 from .quality import reference_report, warn_if_unfit
@@ -159,28 +157,19 @@ def ensure_sandbox_model(cache_dir: Union[str, Path], *, hidden_size: int = 64, 
     if (final / "DONE").is_file():
         _warn_if_unfit(final)
         return final
-    cache_dir.mkdir(parents=True, exist_ok=True)
-    # Says why the first run pauses (tqdm is silent when stderr is not a terminal).
-    print(f"building the sandbox model ({sft_steps} SFT steps) into {final}", file=sys.stderr, flush=True)
-    tmp = Path(tempfile.mkdtemp(prefix=".building-sandbox-model-", dir=cache_dir))
-    try:
+
+    def build(tmp: Path) -> None:
+        # Says why the first run pauses (tqdm is silent when stderr is not a terminal).
+        print(f"building the sandbox model ({sft_steps} SFT steps) into {final}", file=sys.stderr, flush=True)
         summary = _build(tmp, args)
         (tmp / "DONE").write_text(json.dumps(summary, indent=2) + "\n")
-        if final.exists():  # a crashed build left no DONE (checked above), or a racing build won
-            if (final / "DONE").is_file():
-                return final
-            shutil.rmtree(final)
-        os.rename(tmp, final)  # atomic on one filesystem
-    except OSError:
-        if (final / "DONE").is_file():  # another process renamed its build first: use it
-            return final
-        raise
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
-    print(f"sandbox model built in {summary['build_seconds']:.1f}s: {summary['parameters']:,} params, "
-          f"SFT loss {summary['final_sft_loss']:.3f}, mean gold score {summary['mean_gold_score']:.2f} "
-          f"on {eval_prompts} held-out prompts -> {final}", file=sys.stderr, flush=True)
+        print(f"sandbox model built in {summary['build_seconds']:.1f}s: {summary['parameters']:,} params, "
+              f"SFT loss {summary['final_sft_loss']:.3f}, mean gold score {summary['mean_gold_score']:.2f} "
+              f"on {eval_prompts} held-out prompts -> {final}", file=sys.stderr, flush=True)
+
+    # one build for concurrent cold runs (a lock; the others wait and reuse it), renamed into place
+    # when complete; what a killed build left behind is cleaned by the next one
+    build_once(final, build, complete=done_marker_complete, directory=True, what="sandbox model")
     _warn_if_unfit(final)
     return final
 
