@@ -136,12 +136,7 @@ def _parquet_rows(path: Path) -> list[SourceRow]:
     import datasets
 
     ds = datasets.load_dataset("parquet", data_files={"train": str(path)}, split="train")
-    rows = []
-    for n, record in enumerate(ds, start=1):
-        row = SourceRow(record)
-        row.where = f"row {n}"
-        rows.append(row)
-    return rows
+    return numbered_rows(ds, "row")
 
 
 def read_data_file(path: str | Path, on_invalid: str = "error") -> list[SourceRow]:
@@ -165,3 +160,13 @@ def not_an_object(row: dict) -> str | None:
 
 
 __all__ = ["DataFileError", "SourceRow", "check_data_file", "read_data_file", "not_an_object"]
+
+
+def numbered_rows(records, what: str) -> list[SourceRow]:
+    """Rows of a table (parquet, a hub split) named ``<what> N``, 1-based, for error messages."""
+    rows = []
+    for n, record in enumerate(records, start=1):
+        row = SourceRow(record)
+        row.where = f"{what} {n}"
+        rows.append(row)
+    return rows

@@ -12,7 +12,7 @@ import logging
 from pathlib import Path
 
 from ..config.schema import ColumnMap, DatasetConfig
-from .files import DataFileError, SourceRow, check_data_file, read_data_file
+from .files import DataFileError, SourceRow, check_data_file, numbered_rows, read_data_file
 
 log = logging.getLogger(__name__)
 
@@ -24,15 +24,6 @@ def describe(cfg: DatasetConfig) -> str:
 def load_jsonl(path: str | Path, on_invalid: str = "error") -> list[dict]:
     """Rows of a local data file (kept under its old name; any format of :mod:`prefexp.data.files`)."""
     return read_data_file(path, on_invalid)
-
-
-def _numbered(records, what: str) -> list[SourceRow]:
-    rows = []
-    for n, record in enumerate(records, start=1):
-        row = SourceRow(record)
-        row.where = f"{what} {n}"
-        rows.append(row)
-    return rows
 
 
 def load_hf(path: str, split: str, on_invalid: str = "error") -> list[dict]:
@@ -54,7 +45,7 @@ def load_hf(path: str, split: str, on_invalid: str = "error") -> list[dict]:
         raise DataFileError(f"dataset.path={path!r} split={split!r}: not a local file, and datasets cannot load it "
                             f"({type(exc).__name__}: {reason}); check the name and dataset.split, or pass a local "
                             f"file") from None
-    return _numbered(ds, f"{split} row")
+    return numbered_rows(ds, f"{split} row")
 
 
 def rename_columns(rows: list[dict], columns: ColumnMap) -> list[dict]:
