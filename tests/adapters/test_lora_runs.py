@@ -97,7 +97,9 @@ def test_tiny_gpt2_lora_merged_on_save(tmp_path):
     run_dir = tmp_path / "gpt2"
     proc = run_train(run_dir, "adapter=lora", "adapter.merge_on_save=true", "loss=mixdpo", "tau=0.5",
                      "model=hf", f"model.name_or_path={TINY_GPT2}", "model.dtype=float32", "trainer.max_steps=2", "trainer.logging_steps=1",
-                     "trainer.learning_rate=1e-2", "logger=none", "dataset.sandbox.num_prompts=200")
+                     "trainer.learning_rate=1e-2", "logger=none", "dataset.sandbox.num_prompts=200",
+                     # the sandbox's own reference is not this model: its rows, not its samples
+                     "dataset.sandbox.responses=synthetic")
     assert "trainable parameters: 256 of 102,970" in (run_dir / "train.log").read_text()
     assert_no_deprecation_warning(proc.stderr)
     ckpt = run_dir / "checkpoint"
