@@ -55,16 +55,20 @@ def test_zero2_two_ranks_from_one_command(tiny, tmp_path, cache_dir):
     assert len(caches) == 1 and len(json.loads(caches[0].read_text())) == 64, "reference log-probs gathered from 2 shards"
 
 
-def test_zero3_two_ranks_under_torchrun(tiny, tmp_path, cache_dir):
+def test_zero3_two_ranks_under_torchrun(tiny, tmp_path):
     """ZeRO-3 partitions the policy at from_pretrained; the saved checkpoint is the full model."""
     from transformers import AutoModelForCausalLM
 
     from .conftest import TINY_MODEL
 
     run_dir = tmp_path / "zero3"
+    # a cache of its own: the reference pass itself runs partitioned (engine/zero3_reference.py),
+    # not read back from the ZeRO-2 test's cache; check_run's first loss ln 2 then says it matches
+    own_cache = tmp_path / "zero3-cache"
     run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node=2", "-m", "prefexp.train",
-         *tiny, *DS, "deepspeed=zero3", f"paths.cache_dir={cache_dir}", f"hydra.run.dir={run_dir}"])
+         *tiny, *DS, "deepspeed=zero3", f"paths.cache_dir={own_cache}", f"hydra.run.dir={run_dir}"])
     check_run(run_dir, stage=3, world=2)
+    assert len(list((own_cache / "reference_logps").glob("*.json"))) == 1, "the partitioned pass wrote the cache"
     trained = dict(AutoModelForCausalLM.from_pretrained(run_dir / "checkpoint").named_parameters())
     initial = dict(AutoModelForCausalLM.from_pretrained(TINY_MODEL).named_parameters())
     assert trained.keys() == initial.keys()
