@@ -37,8 +37,8 @@ def model_dir_problem(key: str, value: str | None) -> str | None:
 
 def _check_trainer(c: TrainConfig, errors: list[str]) -> None:
     t = c.trainer
-    if not (math.isfinite(t.learning_rate) and t.learning_rate > 0):
-        errors.append(f"trainer.learning_rate={t.learning_rate} must be a finite number > 0; pass e.g. trainer.learning_rate=5e-7")
+    if not (math.isfinite(t.learning_rate) and t.learning_rate >= 0):  # 0: a frozen policy (evaluation only)
+        errors.append(f"trainer.learning_rate={t.learning_rate} must be a finite number >= 0; pass e.g. trainer.learning_rate=5e-7")
     if not t.num_epochs > 0:
         errors.append(f"trainer.num_epochs={t.num_epochs} must be > 0")
     if not 0 <= t.warmup_ratio < 1:

@@ -110,7 +110,7 @@ def test_one_problem_is_one_line_several_are_listed():
     HydraConfig.instance().set_config(cfg)
     with pytest.raises(ConfigError) as err:
         validate(cfg)
-    assert str(err.value) == ("invalid config: trainer.learning_rate=-1.0 must be a finite number > 0; "
+    assert str(err.value) == ("invalid config: trainer.learning_rate=-1.0 must be a finite number >= 0; "
                               "pass e.g. trainer.learning_rate=5e-7")
     cfg = compose(["trainer.learning_rate=-1", "+trainer.max_stepz=3"])
     HydraConfig.instance().set_config(cfg)
@@ -119,4 +119,4 @@ def test_one_problem_is_one_line_several_are_listed():
     assert str(err.value).splitlines() == [
         "invalid config:",
         "  - trainer.max_stepz=3 is not a config key; did you mean trainer.max_steps?",
-        "  - trainer.learning_rate=-1.0 must be a finite number > 0; pass e.g. trainer.learning_rate=5e-7"]
+        "  - trainer.learning_rate=-1.0 must be a finite number >= 0; pass e.g. trainer.learning_rate=5e-7"]
