@@ -14,6 +14,7 @@ from .conftest import read_jsonl, run, train_cmd
 PNG = b"\x89PNG\r\n\x1a\n"
 
 
+@pytest.mark.slow  # ~100 s: four trainings; the default suite keeps the one-job evaluated multirun below
 def test_two_by_two_multirun_writes_four_runs_and_a_report(tiny, tmp_path):
     """The issue's 2 x 2 sweep (smaller batch; W&B offline instead of none, to check its naming)."""
     sweep = tmp_path / "tau_sweep"
