@@ -24,9 +24,11 @@ SMALL = ["dataset.sandbox.num_prompts=400", "model.sandbox.sft_steps=80", "model
 
 
 def settings_for(*overrides: str):
+    """Synthetic sandbox rows: splitting needs no model (the sampled rows would build the default
+    3000-step reference first, and a prompt whose samples tie gives no pair)."""
     from prefexp.config.validate import validate
 
-    return validate(compose(list(overrides)))
+    return validate(compose(["dataset.sandbox.responses=synthetic", *overrides]))
 
 
 def test_eval_fraction_split_is_seeded_and_disjoint():
