@@ -138,11 +138,18 @@ def _identity(pair: PreferencePair) -> tuple:
 
 
 def to_pairs(rows: Iterable[dict], source: str, on_invalid: str, require_scores: bool) -> list[PreferencePair]:
+    """The pairs of :func:`read_pairs`, without its counts."""
+    return read_pairs(rows, source, on_invalid, require_scores)[0]
+
+
+def read_pairs(rows: Iterable[dict], source: str, on_invalid: str,
+               require_scores: bool) -> tuple[list[PreferencePair], dict]:
     """Normalise every row; ``on_invalid`` is "error" (stop at the first bad row) or "skip".
 
     ``PreferencePair.index`` counts the rows read (0-based; the stable id of every ordering); messages
     name the row's 1-based line or row. Duplicates (same prompt, chosen and rejected) are kept and
-    reported with the line of each first occurrence.
+    reported with the line of each first occurrence. Returns the pairs and their counts
+    (``rows_read``, ``skipped_invalid`` by reason, ``duplicates_kept``) for the run's summary.
     """
     pairs: list[PreferencePair] = []
     skipped: Counter[str] = Counter()
@@ -174,4 +181,6 @@ def to_pairs(rows: Iterable[dict], source: str, on_invalid: str, require_scores:
     if not pairs:
         hint = f" ({UNSCORED_FIX})" if any("score" in r for r in skipped) else ""
         raise InvalidRowError(f"{source}: no valid rows; skipped {sum(skipped.values())}: {dict(skipped)}{hint}")
-    return pairs
+    counts = {"rows_read": len(pairs) + sum(skipped.values()), "skipped_invalid": dict(skipped),
+              "duplicates_kept": len(duplicates)}
+    return pairs, counts

@@ -37,7 +37,7 @@ def train(settings: Settings, resolved: dict, run_dir: Path) -> Path | None:
     if settings.config.dry_run:
         log.info("dry_run=true: routing plan written to %s; no training", run_dir)
         return None
-    tokens = tokenise(settings.config, data, model)              # prompt / response token ids
+    tokens = tokenise(settings.config, data, model, run_dir)     # prompt / response token ids
     reference = reference_pass(settings, tokens, model)          # reference log-probs, cached on disk
     masks = clean_tokens(settings.config, tokens, model, run_dir)  # token-cleaning masks (or none)
     examples = training_examples(tokens, reference, masks, plan)  # one dict per example, plan order

@@ -5,7 +5,7 @@ import logging
 from dataclasses import dataclass, field
 
 from ..config.validate import Settings
-from ..data.records import PreferencePair, to_pairs
+from ..data.records import PreferencePair, read_pairs
 from ..data.sources import describe, load_rows
 from ..engine.groups import has_groups, keep_contrastive_groups
 from ..difficulty.metrics import needed_metrics
@@ -24,14 +24,16 @@ class PairData:
 def load_data(settings: Settings) -> PairData:
     c, loss = settings.config, settings.loss
     needs_rating = "rating" in needed_metrics(c, loss)
-    pairs = to_pairs(load_rows(c.dataset), describe(c.dataset), c.dataset.on_invalid, require_scores=needs_rating)
+    pairs, counts = read_pairs(load_rows(c.dataset), describe(c.dataset), c.dataset.on_invalid,
+                               require_scores=needs_rating)
+    summary = {"data": counts}  # what loading skipped or kept twice, beside the routing counts
     if not loss.needs_groups:
-        return PairData(pairs)
+        return PairData(pairs, summary=summary)
     if not has_groups(pairs):
         log.warning("loss needs K responses per prompt but the data has none: training on pairs as groups of 2")
-        return PairData(pairs)
+        return PairData(pairs, summary=summary)
     # K responses per prompt; groups with no contrast (no positive or no negative) cannot train
     kept, dropped = keep_contrastive_groups(pairs, c.dataset.group_positive, c.dataset.group_positive_min)
-    summary = {"groups": {"trained": len(kept), "left_out_without_contrast": dropped,
-                          "group_positive": c.dataset.group_positive}}
+    summary["groups"] = {"trained": len(kept), "left_out_without_contrast": dropped,
+                         "group_positive": c.dataset.group_positive}
     return PairData(kept, use_groups=True, summary=summary)

@@ -1,9 +1,13 @@
 """Stage 4, tokenise: pairs -> prompt / response token ids (+ the K responses of each group)."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Optional
 
 from ..config.schema import TrainConfig
+from ..engine.distributed import is_main_process
 from ..engine.groups import add_groups
 from ..engine.tokenize import tokenize_pairs
 from .load import PairData
@@ -20,9 +24,14 @@ class TokenisedPairs:
     has_groups: bool
 
 
-def tokenise(c: TrainConfig, data: PairData, model: ModelSource) -> TokenisedPairs:
+def tokenise(c: TrainConfig, data: PairData, model: ModelSource, run_dir: Optional[Path] = None) -> TokenisedPairs:
+    """Token ids of every pair; with ``run_dir`` (the training pairs, not a held-out or scoring pass)
+    the truncation counts go to ``tokenization_summary.json`` there."""
     d = c.dataset
-    examples, _ = tokenize_pairs(data.pairs, model.tokenizer, d.max_length, d.max_prompt_length)
+    examples, stats = tokenize_pairs(data.pairs, model.tokenizer, d.max_length, d.max_prompt_length)
+    if run_dir is not None and is_main_process():
+        summary = {**asdict(stats), "max_length": d.max_length, "max_prompt_length": d.max_prompt_length}
+        (run_dir / "tokenization_summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     if data.use_groups:
         examples = add_groups(examples, data.pairs, model.tokenizer, d.max_length, d.group_positive,
                               d.group_positive_min)

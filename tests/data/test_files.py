@@ -8,7 +8,7 @@ import logging
 import pytest
 
 from prefexp.data.files import DataFileError, read_data_file
-from prefexp.data.records import InvalidRowError, to_pairs
+from prefexp.data.records import InvalidRowError, read_pairs, to_pairs
 
 ROWS = [{"prompt": f"q{i}", "chosen": f"good {i}", "rejected": f"bad {i}", "score_chosen": 5.0, "score_rejected": 1.0}
         for i in range(3)]
@@ -74,6 +74,15 @@ def test_duplicates_are_kept_and_reported_with_lines(tmp_path, caplog):
         pairs = to_pairs(read_data_file(path), str(path), "error", require_scores=True)
     assert len(pairs) == 4
     assert "2 duplicate row(s)" in caplog.text and "line 3 = line 1; line 4 = line 1" in caplog.text
+
+
+def test_skips_and_duplicates_are_counted_for_the_run_summary(tmp_path):
+    path = tmp_path / "d.jsonl"
+    no_chosen = {k: v for k, v in ROWS[2].items() if k != "chosen"}
+    path.write_text(lines([ROWS[0], ROWS[1], ROWS[0], no_chosen]) + "not json\n")
+    pairs, counts = read_pairs(read_data_file(path, on_invalid="skip"), str(path), "skip", require_scores=True)
+    assert len(pairs) == 3 and counts["duplicates_kept"] == 1
+    assert counts["rows_read"] == 4 and sum(counts["skipped_invalid"].values()) == 1  # the row without chosen
 
 
 def test_a_directory_or_missing_path_is_named(tmp_path):

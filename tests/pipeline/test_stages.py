@@ -50,7 +50,8 @@ def test_load_data_gives_pairs_in_source_order(pairs_file, tmp_path):
     data = load_data(settings_for(pairs_file, tmp_path, "loss=dpo"))
     assert [p.index for p in data.pairs] == [0, 1, 2, 3]
     assert [(p.score_chosen, p.score_rejected) for p in data.pairs] == SCORES
-    assert data.use_groups is False and data.summary == {}
+    assert data.use_groups is False
+    assert data.summary == {"data": {"rows_read": 4, "skipped_invalid": {}, "duplicates_kept": 0}}
 
 
 def test_rating_margins_need_no_model(pairs_file, tmp_path):
@@ -122,6 +123,29 @@ def test_tokenise_then_reference_pass_on_a_tiny_model(pairs_file, tmp_path):
         assert reference.pairs[e["index"]] == pytest.approx((logps[k].item(), logps[n + k].item()), rel=1e-5)
     assert reference.groups is None
     assert clean_tokens(settings.config, tokens, model, tmp_path) is None  # token cleaning off
+
+
+@pytest.mark.skipif(not TINY_GPT2.is_dir(), reason="../shared/data is not beside the repo")
+def test_tokenise_writes_the_truncation_counts_of_the_training_pairs(tmp_path):
+    """Both rendered prompts (chat template included) are longer than 4 tokens and are cut to 4,
+    leaving room for 4 response tokens: "the answer is simply yes" / "... no" (5 words + EOS
+    each) are cut to the same 4 tokens; the short pair's responses fit."""
+    path = tmp_path / "pairs.jsonl"
+    long_prompt = "please read this long question and answer it with one word, yes or no, right now?"
+    rows = [{"prompt": long_prompt, "chosen": "the answer is simply yes", "rejected": "the answer is simply no"},
+            {"prompt": "q?", "chosen": "a", "rejected": "b"}]
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    settings = settings_for(path, tmp_path, "loss=dpo", "router=none", "curriculum=none", "model=hf",
+                            f"model.name_or_path={TINY_GPT2}", "dataset.max_length=8", "dataset.max_prompt_length=4")
+    model, data = ModelSource(settings.config), load_data(settings)
+    tokenise(settings.config, data, model)  # a scoring pass: no file
+    assert not (tmp_path / "tokenization_summary.json").exists()
+    tokens = tokenise(settings.config, data, model, tmp_path)
+    first = tokens.examples[0]
+    assert len(first["prompt_ids"]) == 4 and first["chosen_ids"] == first["rejected_ids"]
+    summary = json.loads((tmp_path / "tokenization_summary.json").read_text())
+    assert summary == {"pairs": 2, "prompt_truncated": 2, "response_truncated": 1, "identical_after_truncation": 1,
+                       "max_length": 8, "max_prompt_length": 4}
 
 
 def test_reference_free_loss_skips_the_reference_pass(pairs_file, tmp_path):
