@@ -138,10 +138,12 @@ def _hold_run_dir(run_dir: Path):
 
 @contextmanager
 def _stops_exit(run_dir: Path):
-    """A signal (checkpoint saved) or the non-finite guard ends the job in one line and its exit code."""
+    """A signal (checkpoint saved), the non-finite guard or a failed checkpoint write ends the job in one
+    line and its exit code."""
     import shlex
 
     from .engine import distributed
+    from .engine.checkpoints import CheckpointWriteError
     from .engine.nonfinite import NonFiniteStop
     from .engine.preemption import Preempted
 
@@ -154,7 +156,7 @@ def _stops_exit(run_dir: Path):
                                   f"hydra.run.dir={run_dir}"])
             print(f"stopped: {exc.args[0].split(';')[0]}; resume with: {command}", file=sys.stderr, flush=True)
         sys.exit(exc.exit_code)
-    except NonFiniteStop as exc:
+    except (NonFiniteStop, CheckpointWriteError) as exc:
         if distributed.is_main_process() or os.environ.get("PREFEXP_SPAWNED"):  # the launcher repeats one rank's
             print(f"error: {exc}", file=sys.stderr, flush=True)
         sys.exit(exc.exit_code)

@@ -14,6 +14,8 @@ from __future__ import annotations
 import logging
 import os
 import re
+import shutil
+from contextlib import contextmanager
 from pathlib import Path
 
 log = logging.getLogger(__name__)
@@ -25,6 +27,45 @@ LAST_WRITTEN = "trainer_state.json"
 WEIGHTS = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin", "pytorch_model.bin.index.json",
            "adapter_model.safetensors", "latest")  # latest: DeepSpeed's pointer to global_stepN/
 _CHECKPOINT = re.compile(r"^checkpoint-(\d+)$")
+EXIT_WRITE_FAILED = 4
+
+
+class CheckpointWriteError(Exception):
+    """A checkpoint's files could not be written (full disk, quota, file-size limit, permissions)."""
+    exit_code = EXIT_WRITE_FAILED
+
+
+def _is_write_failure(exc: BaseException) -> bool:
+    """The errors a failed write surfaces as: OSError from Python and safetensors' I/O errors;
+    torch.save's zip writer reports a short write as a RuntimeError from its inline_container."""
+    text = str(exc)
+    return (isinstance(exc, OSError) or type(exc).__name__ == "SafetensorError"
+            or (isinstance(exc, RuntimeError) and ("inline_container" in text or "PytorchStreamWriter" in text)))
+
+
+def _free_mb(path: Path) -> str:
+    for parent in [path, *path.parents]:
+        if parent.exists():
+            return f"{shutil.disk_usage(parent).free / 2**20:.0f} MB free on its filesystem"
+    return "free space unknown"
+
+
+@contextmanager
+def writing_checkpoint(path: str | Path, step: int, output_dir: str | Path):
+    """Turn a failed write of checkpoint ``path`` into one :class:`CheckpointWriteError` that says
+    what failed, the room left, and where the same command resumes from (the partial save is set
+    aside then; ``output_dir`` holds the complete checkpoints)."""
+    try:
+        yield
+    except Exception as exc:
+        if not _is_write_failure(exc):
+            raise
+        last = newest_complete_checkpoint(output_dir)
+        resume = f"resumes from {last}" if last else "starts over (no complete checkpoint yet)"
+        raise CheckpointWriteError(
+            f"could not write {path} at step {step}: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+            f"; {_free_mb(Path(path))}. Make room (or keep fewer checkpoints: trainer.save_total_limit), then rerun "
+            f"the same command: it sets the partial save aside and {resume}") from exc
 
 
 def staging_dir(output_dir: str | Path) -> Path:

@@ -20,7 +20,7 @@ from transformers import Trainer
 from transformers.trainer_utils import rotate_checkpoints
 
 from .artifacts import LOSS_STATE
-from .checkpoints import newest_complete_checkpoint, pause_for_tests, publish, staging_dir
+from .checkpoints import newest_complete_checkpoint, pause_for_tests, publish, staging_dir, writing_checkpoint
 from .groups import dense_groups
 from .logps import forward_logps, forward_token_logps
 from .nonfinite import NonFiniteGuard, NonFiniteStop, is_finite
@@ -186,14 +186,15 @@ class PreferenceTrainer(Trainer):
         if not all(torch.isfinite(p).all() for p in model.parameters()):
             raise NonFiniteStop(self.state.global_step, "weights after the update", list(self.nonfinite.previous_rows),
                                 str(newest_complete_checkpoint(output_dir) or "") or None)
-        self._saving = True
-        try:
-            super()._save_checkpoint(model, trial)  # its own rotation runs inside .saving: a no-op
-        finally:
-            self._saving = False
         staged = staging_dir(output_dir) / name
-        if self.args.should_save and self.preference_loss.is_stateful:  # running statistics travel along
-            torch.save(self.preference_loss.state_dict(), staged / LOSS_STATE)
+        self._saving = True
+        with writing_checkpoint(staged, self.state.global_step, output_dir):  # a full disk: one error line
+            try:
+                super()._save_checkpoint(model, trial)  # its own rotation runs inside .saving: a no-op
+            finally:
+                self._saving = False
+            if self.args.should_save and self.preference_loss.is_stateful:  # running statistics travel along
+                torch.save(self.preference_loss.state_dict(), staged / LOSS_STATE)
         pause_for_tests(self.state.global_step)
         self.accelerator.wait_for_everyone()  # every rank's shards are written
         if self.args.should_save:

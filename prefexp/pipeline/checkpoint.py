@@ -10,6 +10,7 @@ from pathlib import Path
 from ..config.validate import Settings
 from ..engine.adapters import save_adapter_extras
 from ..engine.artifacts import write_manifest
+from ..engine.checkpoints import writing_checkpoint
 from .model_source import ModelSource
 
 log = logging.getLogger(__name__)
@@ -23,6 +24,13 @@ def config_hash(resolved: dict) -> str:
 def save_final_checkpoint(settings: Settings, trainer, model: ModelSource, resolved: dict, run_dir: Path) -> Path:
     c = settings.config
     final = run_dir / "checkpoint"
+    with writing_checkpoint(final, trainer.state.global_step, trainer.args.output_dir):
+        _write_final(settings, trainer, model, resolved, run_dir, final)
+    return final
+
+
+def _write_final(settings: Settings, trainer, model: ModelSource, resolved: dict, run_dir: Path, final: Path) -> None:
+    c = settings.config
     trainer.save_model(str(final))
     if trainer.is_world_process_zero():
         model.tokenizer.save_pretrained(str(final))
@@ -33,4 +41,3 @@ def save_final_checkpoint(settings: Settings, trainer, model: ModelSource, resol
         if c.adapter.kind != "none":  # an adapter folder (base named inside), or merged with merge_on_save
             save_adapter_extras(final, c.adapter, model)
         log.info("final checkpoint: %s (step %d)", final, trainer.state.global_step)
-    return final
