@@ -22,6 +22,8 @@ from .keys import unknown_keys
 from .schema import TrainConfig
 
 log = logging.getLogger(__name__)
+# Above this an Adam step (about lr per weight) destroys what any pretrained model knows.
+LARGEST_USUAL_LEARNING_RATE = 1e-2
 
 METRICS = ("rating", "reward_model", "reference_logp")
 ACTIONS = ("route", "preference", "discard", "weight")
@@ -194,6 +196,10 @@ def validate(cfg: DictConfig) -> Settings:
         errors.append(f"trainer.max_steps={c.trainer.max_steps} must be -1 (no cap) or >= 1")
 
     check_inputs(c, errors)  # paths, ranges, the device: before any model or data loads
+    if c.trainer.learning_rate > LARGEST_USUAL_LEARNING_RATE:  # valid, but a likely typo (1e3 for 1e-3)
+        warnings.append(f"trainer.learning_rate={c.trainer.learning_rate:g} is far above fine-tuning rates "
+                        f"(1e-7 .. 1e-3): each Adam step moves every weight by about that much, so the weights "
+                        f"will likely blow up; did you mean {c.trainer.learning_rate:g} with a negative exponent?")
     _check_scaling(c, errors)
 
     one_of("router.on_selected", c.router.on_selected, ACTIONS)

@@ -84,6 +84,12 @@ def test_ignored_tau_is_a_warning_not_an_error():
     assert validate(cfg).warnings == []
 
 
+@pytest.mark.parametrize("lr, warned", [(1e3, True), (0.05, True), (1e-2, False), (5e-4, False)])
+def test_a_learning_rate_above_fine_tuning_rates_is_a_warning(lr, warned):
+    settings = validate(compose(["loss=dpo", "router=none", "curriculum=none", f"trainer.learning_rate={lr}"]))
+    assert any(w.startswith(f"trainer.learning_rate={lr:g} is far above") for w in settings.warnings) is warned
+
+
 def test_mixdpo_tau_follows_top_level_tau():
     cfg = compose(["tau=1.5"])
     HydraConfig.instance().set_config(cfg)
