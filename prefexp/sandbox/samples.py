@@ -7,15 +7,14 @@ of towards hand-corrupted strings it would never produce.
 
 Sampling is plain ancestral sampling (``temperature``, no top-k / top-p) with a torch generator
 seeded per batch, so the samples are a pure function of (model, prompts, k, temperature, seed).
-They are written once to ``<model dir>/samples/<key>.json`` (atomic rename) and reused.
+They are written once to ``<model dir>/samples/<key>.json`` (prefexp.cachefs: built by one process,
+atomic rename) and reused.
 """
 from __future__ import annotations
 
 import hashlib
 import json
-import os
 import sys
-import tempfile
 from pathlib import Path
 from typing import Sequence
 
@@ -65,19 +64,21 @@ def sample_responses(model, tokenizer, prompts: Sequence[str], k: int, temperatu
 
 def ensure_reference_samples(model_dir: Path, prompts: Sequence[str], k: int, temperature: float,
                              seed: int) -> list[list[str]]:
-    """The cached samples of the model in ``model_dir`` for these arguments (sampled on a miss)."""
-    path = Path(model_dir) / "samples" / f"{samples_key(prompts, k, temperature, seed)}.json"
-    if path.is_file():
-        return json.loads(path.read_text())["responses"]
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    """The cached samples of the model in ``model_dir`` for these arguments (sampled on a miss, by
+    one process: concurrent runs, or the ranks of one run, wait for it and reuse the file)."""
+    from ..cachefs import build_once
 
-    print(f"sampling {k} responses for each of {len(prompts)} prompts from {model_dir}", file=sys.stderr, flush=True)
-    model = AutoModelForCausalLM.from_pretrained(model_dir)
-    tokenizer = AutoTokenizer.from_pretrained(model_dir)
-    responses = sample_responses(model, tokenizer, list(prompts), k, temperature, seed)
-    path.parent.mkdir(exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".samples-", dir=path.parent)
-    with os.fdopen(fd, "w") as f:
-        json.dump({"k": k, "temperature": temperature, "seed": seed, "responses": responses}, f)
-    os.replace(tmp, path)  # concurrent samplers write identical files; the last rename wins
-    return responses
+    path = Path(model_dir) / "samples" / f"{samples_key(prompts, k, temperature, seed)}.json"
+
+    def build(tmp: Path) -> None:
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        print(f"sampling {k} responses for each of {len(prompts)} prompts from {model_dir}", file=sys.stderr,
+              flush=True)
+        model = AutoModelForCausalLM.from_pretrained(model_dir)
+        tokenizer = AutoTokenizer.from_pretrained(model_dir)
+        responses = sample_responses(model, tokenizer, list(prompts), k, temperature, seed)
+        tmp.write_text(json.dumps({"k": k, "temperature": temperature, "seed": seed, "responses": responses}))
+
+    build_once(path, build, what="sandbox samples")
+    return json.loads(path.read_text())["responses"]
