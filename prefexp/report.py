@@ -22,14 +22,17 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m prefexp.report", description=__doc__.splitlines()[0])
     parser.add_argument("sweep_dir", type=Path, help="a multirun sweep dir (outputs/sweeps/<date>/<time>) or a run dir")
     parser.add_argument("--baseline", help="the arm to compare against, as key=value[,key=value] (e.g. loss=dpo)")
-    parser.add_argument("--metric", help="the metric of the paired differences (eval/<bench>/<name> or final/<name>)")
+    parser.add_argument("--metric", action="append", default=[],
+                        help="a metric of the paired differences (eval/<bench>/<name> or final/<name>); repeat for "
+                             "one table each")
     args = parser.parse_args(argv)
     if not args.sweep_dir.is_dir():
         print(f"error: {args.sweep_dir} is not a directory", file=sys.stderr)
         return 2
-    if args.metric is not None and not args.metric.startswith(("eval/", "final/")):
-        print(f"error: --metric {args.metric}: expected eval/<benchmark>/<name> or final/<name>", file=sys.stderr)
-        return 2
+    for metric in args.metric:
+        if not metric.startswith(("eval/", "final/")):
+            print(f"error: --metric {metric}: expected eval/<benchmark>/<name> or final/<name>", file=sys.stderr)
+            return 2
     runs = collect_runs(args.sweep_dir)
     if not runs:
         print(f"error: no run dirs (with .hydra/overrides.yaml) under {args.sweep_dir}", file=sys.stderr)

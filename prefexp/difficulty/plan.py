@@ -39,19 +39,22 @@ def rating_margins(pairs: Sequence[PreferencePair]) -> list[Optional[float]]:
 
 
 def order_indices(margins: Sequence[Optional[float]], order: str, seed: int) -> list[int]:
-    """Positions in training order. Sorts are stable on the original position (ties keep row order).
+    """Positions in training order, fixed at plan time so the plan file is the training order.
 
     easy_to_hard: descending margin (the MixDPO paper); hard_to_easy: ascending; none: a seeded
-    shuffle, fixed at plan time so the plan file is the training order.
+    shuffle. Pairs with equal margins (ratings are coarse: most margins are ties) come in a seeded
+    random order: the order within a tie is arbitrary, and a fixed row order would make every seed
+    of a curriculum run the same run (no seed variance to measure) and tie the order to however
+    the file happens to be sorted.
     """
     positions = list(range(len(margins)))
+    random.Random(seed).shuffle(positions)
     if order == "none":
-        random.Random(seed).shuffle(positions)
         return positions
     if any(m is None for m in margins):
         raise ValueError(f"curriculum={order} needs a margin for every pair")
     sign = -1.0 if order == "easy_to_hard" else 1.0
-    return sorted(positions, key=lambda i: (sign * margins[i], i))  # type: ignore[operator]
+    return sorted(positions, key=lambda i: sign * margins[i])  # type: ignore[operator]  # stable: ties keep the shuffle
 
 
 def make_plan(pairs: Sequence[PreferencePair], margins: Sequence[Optional[float]], router: RouterSpec,

@@ -55,6 +55,8 @@ class Estimate:
             return ""
         if self.n == 1 or math.isnan(self.half_width):
             return f"{self.mean:.{digits}g} (n=1)"
+        if self.half_width == 0:  # every seed gave the same number: no spread was measured, not a certainty
+            return f"{self.mean:.{digits}g} ± 0 (identical)"
         return f"{self.mean:.{digits}g} ± {self.half_width:.2g}"
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import logging
 from pathlib import Path
-from typing import Any
+from typing import Any, Optional, Sequence
 
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
@@ -31,8 +31,11 @@ def write_summary(sweep_dir: Path) -> Path:
 
 
 class SweepSummary(Callback):
-    def __init__(self, report: bool = True) -> None:
-        self.report = report
+    """``baseline`` / ``metrics``: the report's paired differences (as ``python -m prefexp.report
+    --baseline B --metric M ...``); an experiment sets them under ``hydra.callbacks.sweep_summary``."""
+
+    def __init__(self, report: bool = True, baseline: Optional[str] = None, metrics: Sequence[str] = ()) -> None:
+        self.report, self.baseline, self.metrics = report, baseline, list(metrics or ())
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         sweep_dir = Path(str(config.hydra.sweep.dir))
@@ -53,6 +56,6 @@ class SweepSummary(Callback):
             try:
                 from .write import write_report
 
-                log.info("sweep report: %s", write_report(sweep_dir))
+                log.info("sweep report: %s", write_report(sweep_dir, baseline=self.baseline, metrics=self.metrics))
             except Exception:  # noqa: BLE001
                 log.exception("could not write the sweep report in %s", sweep_dir)

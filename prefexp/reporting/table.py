@@ -100,6 +100,18 @@ def arm_lines(arms: Sequence[Arm]) -> list[str]:
     return lines
 
 
+def identical_seeds_note(arms: Sequence[Arm]) -> list[str]:
+    """Arms whose seeds agree exactly on every headline metric: their "± 0" is not a measured
+    precision; the seed changed nothing that reached the results (a deterministic order and model)."""
+    metrics = headline_metrics(arms)
+    same = [a.label for a in arms if len(a.runs) > 1 and metrics
+            and all(a.estimate(m).n < 2 or a.estimate(m).half_width == 0 for m in metrics)]
+    if not same:
+        return []
+    return [f"Seeds gave identical results in {', '.join(same)}: their ± 0 measures no noise (the seed changed "
+            "nothing these runs depend on), so comparisons with them rest on the other arm's spread alone.", ""]
+
+
 def paired_lines(baseline: Arm, metric: str, comparisons: Sequence[PairedComparison]) -> list[str]:
     lines = [f"## Paired differences against {baseline.label} on {metric}", "",
              "arm minus baseline, matched on seed (or on seed and prompt when the results record per-prompt "
@@ -126,7 +138,7 @@ def write_arms_csv(arms: Sequence[Arm], path: Path) -> Path:
 
 
 def write_tables(runs: Sequence[RunRecord], out_dir: Path, title: str, plots: Sequence[Path] = (),
-                 arms: Sequence[Arm] = (), paired: tuple[Arm, str, Sequence[PairedComparison]] | None = None
+                 arms: Sequence[Arm] = (), paired: Sequence[tuple[Arm, str, Sequence[PairedComparison]]] = ()
                  ) -> tuple[Path, Path]:
     header, rows = columns(runs, out_dir)
     csv_path = out_dir / "report.csv"
@@ -142,8 +154,9 @@ def write_tables(runs: Sequence[RunRecord], out_dir: Path, title: str, plots: Se
     if arms:
         write_arms_csv(arms, out_dir / "report_arms.csv")
         lines += ["## Arms: mean ± 95 % CI half-width over seeds (t-based), n = seeds", ""] + arm_lines(arms) + [""]
-    if paired is not None:
-        lines += paired_lines(*paired) + [""]
+        lines += identical_seeds_note(arms)
+    for table in paired:
+        lines += paired_lines(*table) + [""]
     lines += ["## Runs", "", f"final/* = mean of the metrics.jsonl rows in the last {FINAL_WINDOW_FRACTION:.0%} of "
               "logged steps; rows at step <= 1 (before the first update) never count.", "",
               "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]

@@ -16,10 +16,22 @@ def test_rating_margin_is_chosen_minus_rejected():
     assert rating_margins(pairs_with([0.5, 2.0])) == [0.5, 2.0]
 
 
-def test_easy_to_hard_descending_and_stable():
+def test_easy_to_hard_descending_with_seeded_ties():
     margins = [1.0, 3.0, 1.0, 0.0, 3.0]
-    assert order_indices(margins, "easy_to_hard", 0) == [1, 4, 0, 2, 3]
-    assert order_indices(margins, "hard_to_easy", 0) == [3, 0, 2, 1, 4]
+    for seed in range(5):
+        order = order_indices(margins, "easy_to_hard", seed)
+        assert sorted(order[:2]) == [1, 4] and sorted(order[2:4]) == [0, 2] and order[4] == 3
+        assert order_indices(margins, "easy_to_hard", seed) == order  # the seed fixes it
+        backward = order_indices(margins, "hard_to_easy", seed)
+        assert backward[0] == 3 and sorted(backward[1:3]) == [0, 2] and sorted(backward[3:]) == [1, 4]
+
+
+def test_the_seed_orders_ties_and_only_ties():
+    margins = [float(i // 10) for i in range(100)]  # 10 tied groups of 10
+    orders = {tuple(order_indices(margins, "easy_to_hard", seed)) for seed in range(4)}
+    assert len(orders) == 4  # ties in a different order for each seed ...
+    for order in orders:  # ... and the margins always descending
+        assert [margins[i] for i in order] == sorted(margins, reverse=True)
 
 
 def test_none_is_a_seeded_shuffle():

@@ -160,7 +160,8 @@ def test_paired_differences_against_a_baseline(seeded, capsys):
     md = (seeded / "report.md").read_text()
     assert "## Paired differences against loss=dpo on eval/sandbox/win_rate" in md
     assert "| loss=sft | 5 | [2.516, 7.484] | 3 | seed | yes |" in md
-    assert "| loss=dpo | 3 | 0 | 52 ± 5 | 5.2 ± 0.5 | 0.5 ± 0 |" in md
+    assert "| loss=dpo | 3 | 0 | 52 ± 5 | 5.2 ± 0.5 | 0.5 ± 0 (identical) |" in md
+    assert "Seeds gave identical results" not in md  # the seeds differ in the evaluation
     with (seeded / "report_arms.csv").open() as f:
         rows = {(r["arm"], r["metric"]): r for r in csv.DictReader(f)}
     row = rows[("loss=sft", "eval/sandbox/win_rate")]
@@ -170,6 +171,20 @@ def test_paired_differences_against_a_baseline(seeded, capsys):
     assert not (seeded / "eval_vs_tau.png").exists(), "the sweep does not set tau: no tau axis"
     assert report_main([str(seeded), "--baseline", "loss=kto"]) == 2
     assert "matches 0 arms" in capsys.readouterr().err
+
+
+def test_an_arm_whose_seeds_agree_exactly_is_named_not_reported_as_certain(tmp_path):
+    """mixdpo's three seeds give the same 53.0 (a deterministic run the seed does not reach): its
+    ± 0 is marked and the arm is named under the table; dpo's seeds differ and it is not named."""
+    s = tmp_path / "same"
+    for num, (loss, seed, win) in enumerate([("dpo", 0, 50.0), ("dpo", 1, 52.0), ("mixdpo", 0, 53.0),
+                                             ("mixdpo", 1, 53.0), ("mixdpo", 2, 53.0)]):
+        arm_run(s, num, loss, seed, win)
+    assert report_main([str(s)]) == 0
+    md = (s / "report.md").read_text()
+    assert "| loss=mixdpo | 3 | 0 | 53 ± 0 (identical) | 5.3 ± 0 (identical) |" in md
+    notes = [line for line in md.splitlines() if line.startswith("Seeds gave identical results")]
+    assert len(notes) == 1 and notes[0].startswith("Seeds gave identical results in loss=mixdpo:")
 
 
 def test_a_loss_that_ignores_tau_is_one_arm_and_a_flat_reference(tmp_path):
