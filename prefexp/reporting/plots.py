@@ -28,7 +28,12 @@ def pyplot():
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from cycler import cycler
 
+    # 20 distinct colours (tab20's ten dark ones, then the ten light): the study has 11 arms, and the
+    # default 10-colour cycle drew two of them in the same colour
+    colors = plt.get_cmap("tab20").colors
+    plt.rcParams["axes.prop_cycle"] = cycler(color=[*colors[::2], *colors[1::2]])
     return plt
 
 
