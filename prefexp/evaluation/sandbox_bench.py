@@ -71,6 +71,19 @@ def compare_with_gold(prompts: list[str], policy: list[str], reference: list[str
     return out
 
 
+def per_prompt_scores(prompts: list[str], policy: list[str], reference: list[str],
+                      gold_score: Callable[[str, str], float]) -> dict[str, dict[str, float]]:
+    """metric -> {prompt: this prompt's term}: the terms whose mean is the metric (``win_rate``:
+    100 / 50 / 0 for a win / tie / loss; ``mean_gold_score``: the policy's gold score), so that a
+    report can pair two runs prompt by prompt (the same held-out prompts in every run)."""
+    out: dict[str, dict[str, float]] = {"win_rate": {}, "mean_gold_score": {}}
+    for p, a, r in zip(prompts, policy, reference):
+        g_pol, g_ref = float(gold_score(p, a)), float(gold_score(p, r))
+        out["win_rate"][p] = 100.0 if g_pol > g_ref else 50.0 if g_pol == g_ref else 0.0
+        out["mean_gold_score"][p] = g_pol
+    return out
+
+
 def _answers(cfg: SandboxConfig, model_dir: str, chat_template, identity: dict, prompts: list[str],
              path: Path) -> list[str]:
     """Answers of one model, saved to ``path`` and reused while identity and settings match."""
@@ -108,6 +121,7 @@ def run(cfg: SandboxConfig, ckpt: Checkpoint, out_dir: Path) -> dict:
     metrics = compare_with_gold(prompts, policy, reference, gold_score, task_of=lambda p: parse_prompt(p)[0])
     return {
         "metrics": metrics,
+        "per_prompt": per_prompt_scores(prompts, policy, reference, gold_score),
         "model_name": cfg.model_name or ckpt.default_model_name(),
         "n_items": len(prompts),
         "data": {"source": "prefexp.sandbox.data.heldout_prompts", "n_prompts": cfg.n_prompts,

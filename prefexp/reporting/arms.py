@@ -101,23 +101,26 @@ def find_baseline(arms: Sequence[Arm], selector: str) -> Arm:
     return matches[0]
 
 
-def _per_prompt(arm: Arm, bench: str) -> dict[tuple[str, str], float]:
-    """(seed, prompt id) -> score, over the arm's runs that record per-prompt scores."""
-    return {(str(r.seed), prompt): score for r in arm.runs for prompt, score in r.per_prompt.get(bench, {}).items()}
+def _per_prompt(arm: Arm, bench: str, name: str) -> dict[tuple[str, str], float]:
+    """(seed, prompt id) -> the prompt's term of metric ``name``, over the arm's runs that record them."""
+    return {(str(r.seed), prompt): score for r in arm.runs
+            for prompt, score in r.per_prompt.get(bench, {}).get(name, {}).items()}
 
 
 def paired_against(arms: Sequence[Arm], baseline: Arm, metric: str) -> list[PairedComparison]:
-    """Each other arm minus the baseline: per prompt (same seed and prompt) when both record
-    per-prompt scores of the metric's benchmark, else per seed on ``metric``."""
-    bench = metric.split("/")[1] if metric.startswith("eval/") else None
+    """Each other arm minus the baseline, matched on the seed: one pair per seed (the spread over
+    seeds includes training randomness: the claim about the method), and, when both record
+    per-prompt terms of the metric, one pair per seed and prompt (only the held-out prompts'
+    sampling: a claim about these trained checkpoints, much tighter)."""
+    parts = metric.split("/", 2)
+    bench, name = (parts[1], parts[2]) if metric.startswith("eval/") and len(parts) == 3 else (None, None)
     out = []
     for arm in arms:
         if arm is baseline:
             continue
-        base_prompts = _per_prompt(baseline, bench) if bench else {}
-        arm_prompts = _per_prompt(arm, bench) if bench else {}
+        out.append(PairedComparison(arm, paired_difference(arm.values(metric), baseline.values(metric)), "seed"))
+        base_prompts = _per_prompt(baseline, bench, name) if bench else {}
+        arm_prompts = _per_prompt(arm, bench, name) if bench else {}
         if base_prompts and arm_prompts:
-            out.append(PairedComparison(arm, paired_difference(arm_prompts, base_prompts), "prompt"))
-        else:
-            out.append(PairedComparison(arm, paired_difference(arm.values(metric), baseline.values(metric)), "seed"))
+            out.append(PairedComparison(arm, paired_difference(arm_prompts, base_prompts), "seed x prompt"))
     return out

@@ -43,8 +43,9 @@ class RunRecord:
     seed: Optional[int] = None
     tau_used: bool = True  # False: the run's loss and router cannot read tau (prefexp.reporting.axes)
     probes: list[dict] = field(default_factory=list)  # probes.jsonl rows
-    # benchmark -> {prompt id: score}, when results.json records per-prompt scores ("per_prompt")
-    per_prompt: dict[str, dict[str, float]] = field(default_factory=dict)
+    # benchmark -> metric -> {prompt id: that prompt's term of the metric}, when results.json
+    # records them ("per_prompt": {metric: {prompt: value}}, the sandbox benchmark does)
+    per_prompt: dict[str, dict[str, dict[str, float]]] = field(default_factory=dict)
     # route_learning_rates.json (prefexp.engine.probes): "<label>/<stat>" -> value
     route_lr: dict[str, float] = field(default_factory=dict)
 
@@ -93,7 +94,7 @@ def _flat_numbers(tree: dict, prefix: str) -> dict[str, float]:
 
 def read_eval(run_dir: Path, per_prompt: Optional[dict] = None) -> tuple[dict[str, float], dict[str, str]]:
     """``eval/<bench>/results.json`` -> ({"<bench>/<metric>": value}, {bench: headline key}); the
-    per-prompt scores of a benchmark that records them go into ``per_prompt[bench]``."""
+    per-prompt terms of a benchmark that records them go into ``per_prompt[bench][metric]``."""
     values: dict[str, float] = {}
     headline: dict[str, str] = {}
     for path in sorted((run_dir / "eval").glob("*/results.json")):
@@ -102,7 +103,8 @@ def read_eval(run_dir: Path, per_prompt: Optional[dict] = None) -> tuple[dict[st
         metrics = results["metrics"] if isinstance(results.get("metrics"), dict) else results
         scores = results.get("per_prompt")
         if per_prompt is not None and isinstance(scores, dict):
-            per_prompt[bench] = {str(k): float(v) for k, v in scores.items() if _is_number(v)}
+            per_prompt[bench] = {str(metric): {str(k): float(v) for k, v in by_prompt.items() if _is_number(v)}
+                                 for metric, by_prompt in scores.items() if isinstance(by_prompt, dict)}
         numbers = _flat_numbers({k: v for k, v in metrics.items() if k != "per_prompt"}, bench)
         values.update(numbers)
         preferred = f"{bench}/{HEADLINE[bench]}" if bench in HEADLINE else None

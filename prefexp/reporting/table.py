@@ -114,8 +114,10 @@ def identical_seeds_note(arms: Sequence[Arm]) -> list[str]:
 
 def paired_lines(baseline: Arm, metric: str, comparisons: Sequence[PairedComparison]) -> list[str]:
     lines = [f"## Paired differences against {baseline.label} on {metric}", "",
-             "arm minus baseline, matched on seed (or on seed and prompt when the results record per-prompt "
-             "scores); beyond noise = the 95 % CI excludes 0.", "",
+             "arm minus baseline, matched on the seed (unit `seed`: the spread over training seeds, the test of "
+             "the method) and, where the results record per-prompt scores, on seed and prompt (unit `seed x "
+             "prompt`: only the evaluation prompts' sampling, a test of these checkpoints, not of the method); "
+             "beyond noise = the 95 % CI excludes 0.", "",
              "| arm | difference | 95 % CI | n pairs | unit | beyond noise |", "|---|---|---|---|---|---|"]
     for c in comparisons:
         d = c.difference

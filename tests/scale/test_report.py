@@ -103,7 +103,7 @@ def test_report_on_an_empty_dir_fails_clearly(tmp_path, capsys):
 # ------------------------------------------------------------------ arms: seeds pooled, known values
 
 def arm_run(sweep: Path, num: int, loss: str, seed: int, win_rate: float, tau: float | None = None,
-            probes: list[dict] | None = None) -> Path:
+            probes: list[dict] | None = None, per_prompt: dict | None = None) -> Path:
     """A finished run dir with the real config keys the report reads (loss target, router, seed)."""
     name = f"{num}_loss={loss},seed={seed}" + ("" if tau is None else f",tau={tau}")
     d = sweep / name
@@ -122,7 +122,8 @@ def arm_run(sweep: Path, num: int, loss: str, seed: int, win_rate: float, tau: f
     (d / "checkpoint" / "manifest.json").write_text("{}")
     (d / "eval" / "sandbox").mkdir(parents=True)
     (d / "eval" / "sandbox" / "results.json").write_text(json.dumps(
-        {"benchmark": "sandbox", "metrics": {"win_rate": win_rate, "mean_gold_score": win_rate / 10}}))
+        {"benchmark": "sandbox", "metrics": {"win_rate": win_rate, "mean_gold_score": win_rate / 10},
+         **({"per_prompt": per_prompt} if per_prompt is not None else {})}))
     if probes is not None:
         (d / "probes.jsonl").write_text("".join(json.dumps(r) + "\n" for r in probes))
     return d
@@ -185,6 +186,43 @@ def test_an_arm_whose_seeds_agree_exactly_is_named_not_reported_as_certain(tmp_p
     assert "| loss=mixdpo | 3 | 0 | 53 ± 0 (identical) | 5.3 ± 0 (identical) |" in md
     notes = [line for line in md.splitlines() if line.startswith("Seeds gave identical results")]
     assert len(notes) == 1 and notes[0].startswith("Seeds gave identical results in loss=mixdpo:")
+
+
+def test_per_prompt_scores_pair_on_seed_and_prompt_beside_the_seed_pairs(tmp_path, capsys):
+    """Two seeds x 3 prompts. Gold per prompt: dpo seed 0 (5, 6, 7), seed 1 (6, 6, 6); sft seed 0
+    (6, 7, 8), seed 1 (6, 8, 7). Per (seed, prompt) differences 1, 1, 1, 0, 2, 1: mean 1, sd
+    sqrt(0.4) = 0.632456, half-width t(0.975, 5) = 2.570582 * 0.632456 / sqrt(6) = 0.663724.
+    Per seed (the results' own means): dpo 6, 6; sft 7, 7 -> differences 1, 1: CI [1, 1]."""
+    s = tmp_path / "prompts"
+    golds = {("dpo", 0): (5, 6, 7), ("dpo", 1): (6, 6, 6), ("sft", 0): (6, 7, 8), ("sft", 1): (6, 8, 7)}
+    for num, ((loss, seed), g) in enumerate(golds.items()):
+        d = arm_run(s, num, loss, seed, 50.0, per_prompt={"mean_gold_score": {f"p{i}": v for i, v in enumerate(g)}})
+        results = d / "eval" / "sandbox" / "results.json"
+        data = json.loads(results.read_text())
+        data["metrics"]["mean_gold_score"] = sum(g) / 3
+        results.write_text(json.dumps(data))
+    assert report_main([str(s), "--baseline", "loss=dpo", "--metric", "eval/sandbox/mean_gold_score",
+                        "--metric", "eval/sandbox/win_rate"]) == 0
+    md = (s / "report.md").read_text()
+    assert "| loss=sft | 1 | [1, 1] | 2 | seed | yes |" in md
+    assert "| loss=sft | 1 | [0.3363, 1.664] | 6 | seed x prompt | yes |" in md
+    # win_rate: no per-prompt win terms recorded -> only the seed row (50 - 50 = 0 in both seeds)
+    win = md.split("on eval/sandbox/win_rate")[1]
+    assert "| loss=sft | 0 | [0, 0] | 2 | seed | no |" in win and "| seed x prompt |" not in win
+
+
+def test_sandbox_per_prompt_terms_average_to_its_metrics():
+    from prefexp.evaluation.sandbox_bench import compare_with_gold, per_prompt_scores
+
+    def gold(prompt, answer):  # a stand-in scorer: the answer's length
+        return float(len(answer))
+
+    prompts, policy, reference = ["a", "b", "c", "d"], ["xx", "x", "xxx", "x"], ["x", "x", "xxxx", "xx"]
+    terms = per_prompt_scores(prompts, policy, reference, gold)
+    metrics = compare_with_gold(prompts, policy, reference, gold)
+    assert terms["win_rate"] == {"a": 100.0, "b": 50.0, "c": 0.0, "d": 0.0}
+    assert sum(terms["win_rate"].values()) / 4 == pytest.approx(metrics["win_rate"]) == 37.5
+    assert sum(terms["mean_gold_score"].values()) / 4 == pytest.approx(metrics["mean_gold_score"]) == 1.75
 
 
 def test_a_loss_that_ignores_tau_is_one_arm_and_a_flat_reference(tmp_path):
