@@ -11,11 +11,16 @@ setup:  ## create .venv and install prefexp with every extra (CPU torch pinned)
 run: setup  ## the main job: MixDPO (tau=0.5) on the built-in sandbox
 	$(PY) -m prefexp.train loss=mixdpo tau=0.5
 
+# Two workers (pytest-xdist), one test file each at a time (--dist loadfile keeps a file's
+# module-scoped runs in one process): most tests wait on a training subprocess, so two at once
+# use both cores. `pytest -q` alone runs them one by one.
+XDIST := -n 2 --dist loadfile
+
 test: setup  ## the default test suite (< 10 min on 2 CPU cores)
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q $(XDIST)
 
 test-all: setup  ## every test, slow ones included
-	$(PY) -m pytest -q -m "slow or not slow"
+	$(PY) -m pytest -q $(XDIST) -m "slow or not slow"
 
 bench: setup  ## training throughput and memory, prefexp vs TRL
 	$(PY) scripts/bench_train.py

@@ -104,6 +104,7 @@ def test_smooth_maxneg_minpos_trains_on_four_responses(tmp_path, cache):
     assert first["loss"] == pytest.approx(torch.stack(expected).mean().item(), rel=1e-4)
 
 
+@pytest.mark.slow  # three training runs (~35 s); token cleaning stays in the default run via the MixDPO test below
 def test_token_cleaned_sft(tmp_path, cache):
     clean = ["loss=sft", "token_cleaning=global", "token_cleaning.base_sft_steps=20", "trainer.max_steps=1",
              "trainer.per_device_batch_size=8"]
