@@ -112,14 +112,17 @@ def _spawn(settings: Settings, nproc: int, run_dir: Path) -> None:
         signum = spawn_ranks(nproc, _task_overrides(), run_dir, config_name,
                              env={"WANDB_RUN_GROUP": group} if group else None)  # ranks run outside the multirun
     except RuntimeError:
+        from .engine.checkpoints import EXIT_WRITE_FAILED
         from .engine.nonfinite import EXIT_NONFINITE
         from .launch.ranks import rank_error_line
 
-        line = rank_error_line(run_dir, "error: non-finite")  # the guard stopped the ranks: say so, once
-        if line is None or _is_multirun():
-            raise
-        print(line, file=sys.stderr, flush=True)
-        sys.exit(EXIT_NONFINITE)
+        # a rank stopped with one of the documented errors: say it once, with its exit code
+        for prefix, code in (("error: non-finite", EXIT_NONFINITE), ("error: could not write", EXIT_WRITE_FAILED)):
+            line = rank_error_line(run_dir, prefix)
+            if line is not None and not _is_multirun():
+                print(line, file=sys.stderr, flush=True)
+                sys.exit(code)
+        raise
     if signum is not None:
         checkpoint = newest_complete_checkpoint(run_dir / "checkpoints")
         raise Preempted(signum, int(checkpoint.name.split("-")[1]) if checkpoint else 0, checkpoint and str(checkpoint))

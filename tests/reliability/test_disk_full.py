@@ -47,3 +47,23 @@ def test_a_failed_checkpoint_write_is_one_error_line_and_the_rerun_resumes(tmp_p
     assert (run_dir / "checkpoints" / "incomplete-checkpoint-2").is_dir()  # set aside, named in the log
     assert "incomplete-checkpoint-2" in rerun.stdout + rerun.stderr
     assert json.loads((run_dir / "checkpoint" / "manifest.json").read_text())["step"] == 3
+
+
+@pytest.mark.slow
+def test_a_failed_write_in_a_multi_rank_run_is_one_line_from_the_launcher(tmp_path):
+    """trainer.devices=2 deepspeed=zero2 on the tiny GPT-2: the limit lets the ZeRO shards
+    (~0.42 MB model states, ~0.62 MB optimizer state per rank) through and stops rank 0's
+    model.safetensors (~0.82 MB). The launcher repeats that rank's line once and exits 4."""
+    from tests.scale.conftest import TINY, TINY_DATA, TINY_MODEL
+
+    if not (TINY_MODEL / "config.json").exists() or not TINY_DATA.exists():
+        pytest.skip("../shared/data (tiny-gpt2, UltraFeedback slice) is not beside the repo")
+    run_dir = tmp_path / "run"
+    cmd = [sys.executable, "-m", "prefexp.train", *TINY, "model.dtype=float32", "trainer.per_device_batch_size=2",
+           "trainer.logging_steps=1", "deepspeed=zero2", "trainer.devices=2", "trainer.save_steps=1",
+           f"paths.cache_dir={tmp_path / 'cache'}", f"hydra.run.dir={run_dir}"]
+    proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=900, preexec_fn=_limit_file_size)
+    assert proc.returncode == 4, (proc.returncode, proc.stderr[-3000:])
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and errors[0].startswith("error: could not write "), proc.stderr[-3000:]
+    assert "at step 1: " in errors[0] and "starts over (no complete checkpoint yet)" in errors[0]
