@@ -14,7 +14,7 @@ from typing import Optional, Sequence
 
 from .arms import Arm
 from .collect import RunRecord
-from .plots import legend_below, plot_mean_curves, pyplot
+from .plots import legend_below, pyplot, save_figure, step_panel
 
 SIDES = ("chosen", "rejected", "margin")
 
@@ -58,18 +58,8 @@ def plot_displacement(arms: Sequence[Arm], out_dir: Path) -> Optional[Path]:
                              squeeze=False)
     for row_axes, name in zip(axes, sets):
         for ax, side in zip(row_axes, SIDES):
-            plot_mean_curves(ax, arms, f"{name}/{side}", displacement_rows)
+            step_panel(ax, arms, f"{name}/{side}", displacement_rows, f"{name}: change in {side} log-prob")
             ax.axhline(0.0, color="grey", linewidth=0.8)
-            ax.set_title(f"{name}: change in {side} log-prob", fontsize=9)
-            ax.set_xlabel("step")
-            ax.grid(alpha=0.3)
-        lr_ax = row_axes[-1]
-        plot_mean_curves(lr_ax, arms, "learning_rate", displacement_rows)
-        lr_ax.set_title("learning rate in effect", fontsize=9)
-        lr_ax.set_xlabel("step")
-        lr_ax.grid(alpha=0.3)
+        step_panel(row_axes[-1], arms, "learning_rate", displacement_rows, "learning rate in effect")
     legend_below(fig, axes[0][0])
-    path = out_dir / "displacement.png"
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save_figure(plt, fig, out_dir / "displacement.png")

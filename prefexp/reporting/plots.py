@@ -71,10 +71,7 @@ def plot_arms(arms: Sequence[Arm], out_dir: Path) -> Path:
         ax.set_title(f"{title}: mean ± 95 % CI", fontsize=9)
         ax.grid(alpha=0.3, axis="x")
     fig.tight_layout()
-    path = out_dir / "arms.png"
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save_figure(plt, fig, out_dir / "arms.png")
 
 
 def _family(arm: Arm) -> str:
@@ -117,9 +114,7 @@ def plot_against_tau(arms: Sequence[Arm], out_dir: Path) -> Path:
         ax.set_title(f"{title} vs tau (mean ± 95 % CI)", fontsize=9)
     fig.tight_layout()
     path = out_dir / ("eval_vs_tau.png" if headline_keys(arms) else "margins_vs_tau.png")
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save_figure(plt, fig, path)
 
 
 def mean_curve(rows_per_run: Sequence[Sequence[dict]], key: str, x: str = "step") -> list[tuple[float, float, float]]:
@@ -156,16 +151,24 @@ def legend_below(fig, ax) -> None:
         fig.tight_layout()
 
 
+def step_panel(ax, arms: Sequence[Arm], key: str, rows_of: Callable, title: str) -> None:
+    """One panel of ``key`` against the training step: each arm's mean and CI band over seeds."""
+    plot_mean_curves(ax, arms, key, rows_of)
+    ax.set_title(title, fontsize=9)
+    ax.set_xlabel("step")
+    ax.grid(alpha=0.3)
+
+
+def save_figure(plt, fig, path: Path) -> Path:
+    fig.savefig(path, dpi=110)
+    plt.close(fig)  # a sweep report draws several figures: free each one
+    return path
+
+
 def plot_curves(arms: Sequence[Arm], out_dir: Path) -> Path:
     plt = pyplot()
     fig, axes = plt.subplots(1, len(CURVE_KEYS), figsize=(5 * len(CURVE_KEYS), 4.2), squeeze=False)
     for ax, key in zip(axes[0], CURVE_KEYS):
-        plot_mean_curves(ax, arms, key, lambda run: run.curves)
-        ax.set_title(f"{key} (mean ± 95 % CI over seeds)", fontsize=9)
-        ax.set_xlabel("step")
-        ax.grid(alpha=0.3)
+        step_panel(ax, arms, key, lambda run: run.curves, f"{key} (mean ± 95 % CI over seeds)")
     legend_below(fig, axes[0][0])
-    path = out_dir / "curves.png"
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save_figure(plt, fig, out_dir / "curves.png")
