@@ -29,8 +29,17 @@ def _mean_se(values: list[float]) -> tuple[float, float]:
     return mean, math.sqrt(var / n)
 
 
+def _win(g_pol: float, g_ref: float) -> float:
+    """One prompt's win term: 1 if the policy's gold score is higher, 0.5 if equal, else 0."""
+    return 1.0 if g_pol > g_ref else 0.5 if g_pol == g_ref else 0.0
+
+
+def gold_scores(prompts: list[str], answers: list[str], gold_score: Callable[[str, str], float]) -> list[float]:
+    return [float(gold_score(p, a)) for p, a in zip(prompts, answers)]
+
+
 def _summary(g_pol: list[float], g_ref: list[float]) -> dict:
-    wins = [1.0 if a > b else 0.5 if a == b else 0.0 for a, b in zip(g_pol, g_ref)]
+    wins = [_win(a, b) for a, b in zip(g_pol, g_ref)]
     win, win_se = _mean_se(wins)
     diff, diff_se = _mean_se([a - b for a, b in zip(g_pol, g_ref)])
     n = len(wins)
@@ -59,8 +68,13 @@ def compare_with_gold(prompts: list[str], policy: list[str], reference: list[str
     std(d, ddof=1) / sqrt(n) (paired: the per-prompt difficulty cancels).
     With ``task_of`` (prompt -> task name), ``by_task`` holds the same numbers per task.
     """
-    g_pol = [float(gold_score(p, a)) for p, a in zip(prompts, policy)]
-    g_ref = [float(gold_score(p, a)) for p, a in zip(prompts, reference)]
+    return summarize_gold(prompts, gold_scores(prompts, policy, gold_score), gold_scores(prompts, reference, gold_score),
+                          task_of)
+
+
+def summarize_gold(prompts: list[str], g_pol: list[float], g_ref: list[float],
+                   task_of: Optional[Callable[[str], str]] = None) -> dict:
+    """:func:`compare_with_gold` from the gold scores of the two models' answers."""
     out = _summary(g_pol, g_ref)
     if task_of is not None:
         tasks: dict[str, list[int]] = {}
@@ -71,17 +85,12 @@ def compare_with_gold(prompts: list[str], policy: list[str], reference: list[str
     return out
 
 
-def per_prompt_scores(prompts: list[str], policy: list[str], reference: list[str],
-                      gold_score: Callable[[str, str], float]) -> dict[str, dict[str, float]]:
+def per_prompt_scores(prompts: list[str], g_pol: list[float], g_ref: list[float]) -> dict[str, dict[str, float]]:
     """metric -> {prompt: this prompt's term}: the terms whose mean is the metric (``win_rate``:
     100 / 50 / 0 for a win / tie / loss; ``mean_gold_score``: the policy's gold score), so that a
     report can pair two runs prompt by prompt (the same held-out prompts in every run)."""
-    out: dict[str, dict[str, float]] = {"win_rate": {}, "mean_gold_score": {}}
-    for p, a, r in zip(prompts, policy, reference):
-        g_pol, g_ref = float(gold_score(p, a)), float(gold_score(p, r))
-        out["win_rate"][p] = 100.0 if g_pol > g_ref else 50.0 if g_pol == g_ref else 0.0
-        out["mean_gold_score"][p] = g_pol
-    return out
+    return {"win_rate": {p: 100.0 * _win(a, b) for p, a, b in zip(prompts, g_pol, g_ref)},
+            "mean_gold_score": dict(zip(prompts, g_pol))}
 
 
 def _answers(cfg: SandboxConfig, model_dir: str, chat_template, identity: dict, prompts: list[str],
@@ -118,10 +127,10 @@ def run(cfg: SandboxConfig, ckpt: Checkpoint, out_dir: Path) -> dict:
     # The reference model may lack a chat template (a base model): format it like the policy.
     reference = _answers(cfg, ref_dir, ckpt.chat_template, {"reference_model": ref_name}, prompts,
                          out_dir / "reference_outputs.json")
-    metrics = compare_with_gold(prompts, policy, reference, gold_score, task_of=lambda p: parse_prompt(p)[0])
+    g_pol, g_ref = gold_scores(prompts, policy, gold_score), gold_scores(prompts, reference, gold_score)
     return {
-        "metrics": metrics,
-        "per_prompt": per_prompt_scores(prompts, policy, reference, gold_score),
+        "metrics": summarize_gold(prompts, g_pol, g_ref, task_of=lambda p: parse_prompt(p)[0]),
+        "per_prompt": per_prompt_scores(prompts, g_pol, g_ref),
         "model_name": cfg.model_name or ckpt.default_model_name(),
         "n_items": len(prompts),
         "data": {"source": "prefexp.sandbox.data.heldout_prompts", "n_prompts": cfg.n_prompts,

@@ -212,13 +212,13 @@ def test_per_prompt_scores_pair_on_seed_and_prompt_beside_the_seed_pairs(tmp_pat
 
 
 def test_sandbox_per_prompt_terms_average_to_its_metrics():
-    from prefexp.evaluation.sandbox_bench import compare_with_gold, per_prompt_scores
+    from prefexp.evaluation.sandbox_bench import compare_with_gold, gold_scores, per_prompt_scores
 
     def gold(prompt, answer):  # a stand-in scorer: the answer's length
         return float(len(answer))
 
     prompts, policy, reference = ["a", "b", "c", "d"], ["xx", "x", "xxx", "x"], ["x", "x", "xxxx", "xx"]
-    terms = per_prompt_scores(prompts, policy, reference, gold)
+    terms = per_prompt_scores(prompts, gold_scores(prompts, policy, gold), gold_scores(prompts, reference, gold))
     metrics = compare_with_gold(prompts, policy, reference, gold)
     assert terms["win_rate"] == {"a": 100.0, "b": 50.0, "c": 0.0, "d": 0.0}
     assert sum(terms["win_rate"].values()) / 4 == pytest.approx(metrics["win_rate"]) == 37.5
