@@ -9,8 +9,9 @@ touch the DictConfig.
 
 Exit codes: 0 done, 2 bad input (one ``error:`` line naming the key or the file and line; also a
 run dir that a live run holds), 3 stopped by the non-finite guard (a NaN / inf loss or gradient
-norm, ``trainer.on_nonfinite=stop``), 128 + N stopped by signal N after saving a checkpoint
-(143 SIGTERM, 130 SIGINT; the printed command resumes).
+norm, ``trainer.on_nonfinite=stop``), 4 a checkpoint could not be written (a full disk), 128 + N
+stopped by signal N after saving a checkpoint (143 SIGTERM, 130 SIGINT; the printed command
+resumes).
 """
 from __future__ import annotations
 
