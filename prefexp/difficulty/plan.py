@@ -115,6 +115,39 @@ def gold_disagreement(entries: Sequence[PlanEntry], pairs: Sequence[PreferencePa
     return out
 
 
+def gold_composition(entries: Sequence[PlanEntry], labels: dict, kinds: Sequence[str],
+                     edges: Sequence[float] = DISAGREEMENT_EDGES) -> dict:
+    """The pairs' gold composition per margin bucket [low, high) and per route.
+
+    ``labels``: pair index -> an object with ``kind`` (one of ``kinds``) and ``chosen_exact``
+    (prefexp.sandbox.pair_labels). Each row has ``pairs``, a count and a ``share_<kind>`` per kind,
+    and ``chosen_exact`` / ``share_chosen_exact``; empty rows have shares None. Entries without a
+    label (or, for the buckets, without a margin) are left out.
+    """
+    def row(**key) -> dict:
+        return {**key, "pairs": 0, **{k: 0 for k in kinds}, "chosen_exact": 0}
+
+    buckets = [row(low=lo, high=hi) for lo, hi in zip(edges, edges[1:])]
+    routes: dict[str, dict] = {}
+    for e in entries:
+        label = labels.get(e.index)
+        if label is None:
+            continue
+        targets = [routes.setdefault(e.route, row(route=e.route))]
+        if e.margin is not None:
+            targets.append(next(b for b in buckets if b["low"] <= e.margin < b["high"]))
+        for r in targets:
+            r["pairs"] += 1
+            r[label.kind] += 1
+            r["chosen_exact"] += label.chosen_exact
+    for r in [*buckets, *routes.values()]:
+        for k in (*kinds, "chosen_exact"):
+            r[f"share_{k}"] = r[k] / r["pairs"] if r["pairs"] else None
+    for b in buckets:  # JSON has no infinity: open ends are written as null
+        b["low"], b["high"] = (None if math.isinf(x) else x for x in (b["low"], b["high"]))
+    return {"by_margin": buckets, "by_route": [routes[k] for k in sorted(routes)]}
+
+
 def summarize(kept: Sequence[PlanEntry], discarded: Sequence[PlanEntry], router: RouterSpec, metric: str,
               order: str, pairs: Optional[Sequence[PreferencePair]] = None) -> dict:
     """The routing summary; with ``pairs`` that carry gold scores (the sandbox) it also has

@@ -9,7 +9,7 @@ from pathlib import Path
 from ..config.schema import TrainConfig
 from ..config.validate import Settings
 from ..difficulty.metrics import loss_metric
-from ..difficulty.plan import PlanEntry, make_plan, plot_histogram, summarize, write_plan
+from ..difficulty.plan import PlanEntry, gold_composition, make_plan, plot_histogram, summarize, write_plan
 from ..difficulty.router import RouterSpec, select
 from ..engine.distributed import is_main_process
 from .difficulty import Margins
@@ -38,7 +38,7 @@ def plan_training(settings: Settings, data: PairData, margins: Margins, run_dir:
         for entry in [*kept, *discarded]:
             entry.loss_margin = margins.by_metric[by_loss][entry.index]
     summary = {**summarize(kept, discarded, spec, c.router.metric, c.curriculum.order, pairs=data.pairs),
-               **data.summary}
+               **data.summary, "gold_composition": pair_composition(c, data, [*kept, *discarded])}
     if is_main_process():  # every rank plans (the same result); rank 0 writes
         write_plan(kept, run_dir / "routing_plan.jsonl", c.router.metric)
         (run_dir / "routing_summary.json").write_text(json.dumps(summary, indent=2))
@@ -50,6 +50,19 @@ def plan_training(settings: Settings, data: PairData, margins: Margins, run_dir:
         raise ValueError(f"router={spec.name} with tau={c.tau} leaves no pair to train on; "
                          f"see {run_dir / 'routing_summary.json'}")
     return kept
+
+
+NO_GOLD = ("no gold scorer for dataset.source={source}: the table needs gold grades of chosen and rejected, "
+           "which only the sandbox task has (prefexp/sandbox/pair_labels.py)")
+
+
+def pair_composition(c: TrainConfig, data: PairData, entries: list[PlanEntry]) -> dict:
+    """Gold composition of the pairs by margin bucket and route (sandbox), or why it is absent."""
+    if c.dataset.source != "sandbox":
+        return {"absent": NO_GOLD.format(source=c.dataset.source)}
+    from ..sandbox.pair_labels import KINDS, gold_labels  # the sandbox's gold scorer
+
+    return gold_composition(entries, gold_labels(data.pairs), KINDS)
 
 
 def histogram_cut(spec: RouterSpec, margins: list) -> float | None:

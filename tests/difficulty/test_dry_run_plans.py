@@ -87,6 +87,7 @@ def test_plan_for_every_router_and_curriculum(data, tmp_path, router, curriculum
     assert summary["router"] == router and summary["curriculum"] == curriculum and summary["metric"] == "rating"
     assert summary["margin_quantiles"]["0.0"] == 0.0 and summary["margin_quantiles"]["1.0"] == 6.0
     assert summary["margin_quantiles"]["0.5"] == sorted(MARGINS)[6]
+    assert "dataset.source=jsonl" in summary["gold_composition"]["absent"]  # no gold scorer off the sandbox
 
 
 def test_weight_action_is_written_in_the_plan(data, tmp_path):
