@@ -114,8 +114,26 @@ class RouterConfig:
 
 
 @dataclass
+class StageSpec:
+    """One entry of ``curriculum.stages``: which planned pairs it trains (by route), how many passes
+    over them, and its own learning-rate schedule (warm-up and decay restart at the stage's start).
+
+    ``routes``: ``all`` | ``preference`` (pairs on the loss's preference branch) | ``sft`` (pairs
+    routed to the SFT branch); ``epochs`` > 0 (a fraction trains that prefix of the stage's pairs);
+    ``lr_scheduler`` / ``warmup_ratio``: null = the trainer's.
+    """
+
+    routes: list[str] = field(default_factory=lambda: ["all"])
+    epochs: float = 1.0
+    lr_scheduler: Optional[str] = None
+    warmup_ratio: Optional[float] = None
+
+
+@dataclass
 class CurriculumConfig:
     order: str = "none"  # none (seeded shuffle) | easy_to_hard | hard_to_easy
+    # empty = one pass over the plan with one schedule; else the stages in turn (conf/curriculum/two_stage.yaml)
+    stages: list[StageSpec] = field(default_factory=list)
 
 
 @dataclass

@@ -20,6 +20,7 @@ from ..difficulty.router import ROUTERS  # router=random lives with the other ro
 from .inputs import check_inputs
 from .keys import unknown_keys
 from .schema import TrainConfig
+from .stage_checks import stage_errors
 
 log = logging.getLogger(__name__)
 # Above this an Adam step (about lr per weight) destroys what any pretrained model knows.
@@ -178,6 +179,7 @@ def validate(cfg: DictConfig) -> Settings:
     one_of("router.name", c.router.name, ROUTERS)
     one_of("router.metric", c.router.metric, METRICS)
     one_of("curriculum.order", c.curriculum.order, ORDERS)
+    errors += stage_errors(c)
     one_of("trainer.precision", c.trainer.precision, PRECISIONS)
     one_of("trainer.resume", c.trainer.resume, ("auto", "never"))
     one_of("trainer.on_nonfinite", c.trainer.on_nonfinite, ("stop", "skip"))

@@ -28,6 +28,7 @@ class PlanEntry:
     weight: float = 1.0
     # the loss's own margin when it is defined on another metric than the router's (MADPO: reward model)
     loss_margin: Optional[float] = None
+    stage: int = 0  # curriculum.stages: which stage trains this entry (prefexp.difficulty.stages)
 
 
 def rating_margins(pairs: Sequence[PreferencePair]) -> list[Optional[float]]:
@@ -80,6 +81,8 @@ def write_plan(entries: Sequence[PlanEntry], path: Path, metric: str) -> None:
                 row["weight"] = e.weight
             if e.loss_margin is not None:
                 row["loss_margin"] = e.loss_margin
+            if e.stage:
+                row["stage"] = e.stage
             f.write(json.dumps(row) + "\n")
 
 

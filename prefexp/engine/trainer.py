@@ -24,20 +24,29 @@ from .checkpoints import newest_complete_checkpoint, pause_for_tests, publish, s
 from .groups import dense_groups
 from .logps import forward_logps, forward_token_logps
 from .nonfinite import NonFiniteGuard, NonFiniteStop, is_finite
+from .stages import staged_scheduler
 
 log = logging.getLogger(__name__)
 
 
 class PreferenceTrainer(Trainer):
-    def __init__(self, *args, preference_loss, on_nonfinite: str = "stop", **kwargs):
+    def __init__(self, *args, preference_loss, on_nonfinite: str = "stop", lr_stages=None, **kwargs):
         super().__init__(*args, **kwargs)
         self.preference_loss = preference_loss
+        self.lr_stages = lr_stages  # curriculum.stages: per-stage schedules (engine/stages.py), or None
         # The loss is already a batch mean; the Trainer must still divide by accumulation steps.
         self.model_accepts_loss_kwargs = False
         self._stored: dict[str, list[float]] = defaultdict(list)
         self.nonfinite = NonFiniteGuard(on_nonfinite)
         self._saving = False  # inside _save_checkpoint: the Trainer writes into the staging dir
         self._stored_eval: dict[str, list[float]] = defaultdict(list)  # held-out batches (model.eval())
+
+    def create_scheduler(self, num_training_steps: int, optimizer=None):
+        if self.lr_stages is None or self.lr_scheduler is not None:
+            return super().create_scheduler(num_training_steps, optimizer)
+        self.lr_scheduler = staged_scheduler(optimizer if optimizer is not None else self.optimizer, self.lr_stages)
+        self._created_lr_scheduler = True
+        return self.lr_scheduler
 
     def loss_inputs(self, batch: dict, logps: torch.Tensor, lengths: torch.Tensor) -> dict:
         if "group_mask" in batch:

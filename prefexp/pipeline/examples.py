@@ -25,5 +25,6 @@ def training_examples(tokens: TokenisedPairs, reference: Optional[ReferenceLogps
         example["margins"] = margin if margin is not None else float("nan")
         example["difficult"] = entry.difficult
         example["pair_weights"] = entry.weight
+        example["stage"] = entry.stage  # curriculum.stages (0 without); no collator reads it
         examples.append(example)
     return examples

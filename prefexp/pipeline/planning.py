@@ -11,6 +11,7 @@ from ..config.validate import Settings
 from ..difficulty.metrics import loss_metric
 from ..difficulty.plan import PlanEntry, gold_composition, make_plan, plot_histogram, summarize, write_plan
 from ..difficulty.router import RouterSpec, select
+from ..difficulty.stages import staged_plan
 from ..engine.distributed import is_main_process
 from .difficulty import Margins
 from .load import PairData
@@ -39,11 +40,16 @@ def plan_training(settings: Settings, data: PairData, margins: Margins, run_dir:
             entry.loss_margin = margins.by_metric[by_loss][entry.index]
     summary = {**summarize(kept, discarded, spec, c.router.metric, c.curriculum.order, pairs=data.pairs),
                **data.summary, "gold_composition": pair_composition(c, data, [*kept, *discarded])}
+    planned = kept  # each pair once (the histogram); with stages `kept` becomes the training sequence
+    if c.curriculum.stages:  # stages in turn, each a pass (or several) over its routes' entries
+        kept, sizes = staged_plan(kept, c.curriculum.stages)
+        summary["stages"] = sizes
+        log.info("curriculum.stages: %s pairs per stage (%d in all, plan order inside each stage)", sizes, len(kept))
     if is_main_process():  # every rank plans (the same result); rank 0 writes
         write_plan(kept, run_dir / "routing_plan.jsonl", c.router.metric)
         (run_dir / "routing_summary.json").write_text(json.dumps(summary, indent=2))
         if any(m is not None for m in router_margins):
-            plot_histogram(kept, discarded, summary, run_dir / "margins.png", histogram_cut(spec, router_margins))
+            plot_histogram(planned, discarded, summary, run_dir / "margins.png", histogram_cut(spec, router_margins))
     log.info("routing plan: %d pairs, routes %s, router=%s tau=%g metric=%s order=%s", summary["pairs"],
              summary["routes"], spec.name, c.tau, c.router.metric, c.curriculum.order)
     if not kept:

@@ -17,6 +17,8 @@ from ..engine.last_step_log import LogLastStepCallback
 from ..engine.probes import ProbeCallback
 from ..engine.memory import PeakMemoryCallback
 from ..engine.throughput import ThroughputCallback
+from ..difficulty.stages import stage_step_windows
+from ..engine.stages import StageWindow
 from ..engine.trainer import PreferenceTrainer
 from .heldout import HeldOut
 from .model_source import ModelSource
@@ -45,12 +47,29 @@ def build_trainer(settings: Settings, examples: list[dict], probes: Displacement
     trainer = PreferenceTrainer(model=policy, args=args, train_dataset=examples, data_collator=collator,
                                 eval_dataset=heldout.examples if evaluating else None,
                                 processing_class=model.tokenizer, preference_loss=loss,
-                                on_nonfinite=c.trainer.on_nonfinite, callbacks=callbacks)
+                                on_nonfinite=c.trainer.on_nonfinite, callbacks=callbacks,
+                                lr_stages=stage_windows(c, examples, pairs_per_step(c)))
     if evaluating:
         trainer.add_callback(EvalMetricsFileCallback(run_dir / "eval_metrics.jsonl"))
         if c.trainer.generation_steps is not None:
             trainer.add_callback(generation_callback(c, heldout, model, run_dir))
     return trainer
+
+
+def pairs_per_step(c: TrainConfig) -> int:
+    """Pairs per optimizer step over all ranks."""
+    return c.trainer.per_device_batch_size * c.trainer.gradient_accumulation_steps * world_size()
+
+
+def stage_windows(c: TrainConfig, examples: list[dict], pairs_per_step: int) -> Optional[list[StageWindow]]:
+    """Each curriculum stage's optimizer steps and schedule (None: one schedule, the Trainer's)."""
+    if not c.curriculum.stages:
+        return None
+    sizes = [sum(e["stage"] == n for e in examples) for n in range(len(c.curriculum.stages))]
+    t = c.trainer
+    return [StageWindow(first, end, s.lr_scheduler or t.lr_scheduler,
+                        t.warmup_ratio if s.warmup_ratio is None else s.warmup_ratio)
+            for (first, end), s in zip(stage_step_windows(sizes, pairs_per_step), c.curriculum.stages)]
 
 
 def disable_dropout(model) -> None:

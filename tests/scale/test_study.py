@@ -17,6 +17,7 @@ DESIGN = {
     "sft": ("sft", None, None, "none", None, "none", None),
     "mixdpo_tau05": ("mixdpo", 0.1, 0.0, "threshold", "route", "easy_to_hard", 0.5),
     "mixdpo_tau10": ("mixdpo", 0.1, 0.0, "threshold", "route", "easy_to_hard", 1.0),
+    "mixdpo_two_stage": ("mixdpo", 0.1, 0.0, "threshold", "route", "easy_to_hard", 0.5),  # + stages
     "mixdpo_hard_to_easy": ("mixdpo", 0.1, 0.0, "threshold", "route", "hard_to_easy", 0.5),
     "mixdpo_random": ("mixdpo", 0.1, 0.0, "random", "route", "easy_to_hard", 0.5),
     "mixdpo_paper": ("mixdpo", 0.01, 0.1, "threshold", "route", "easy_to_hard", 0.5),
@@ -63,3 +64,11 @@ def test_each_arm_composes_to_its_design(arm):
         assert c.router.on_selected == on_selected
     if tau is not None:
         assert c.tau == tau
+
+
+def test_the_two_stage_arm_trains_the_routed_pairs_in_a_stage_of_their_own():
+    cfg = compose(["experiment=sandbox_study", "+study_arm=mixdpo_two_stage"])
+    HydraConfig.instance().set_config(cfg)
+    stages = validate(cfg).config.curriculum.stages
+    assert [(list(s.routes), s.epochs) for s in stages] == [(["preference"], 1.0), (["sft"], 1.0)]
+    assert all(s.lr_scheduler is None and s.warmup_ratio is None for s in stages)  # the trainer's schedule, restarted
