@@ -112,6 +112,12 @@ class SandboxConfig(BenchmarkConfig):
     n_prompts: int = 200
     prompt_seed: int = 1234
     reference_model: Optional[str] = None  # default: the manifest's reference_model
+    # decoding protocols, each scoring policy and reference alike: greedy (generation.temperature)
+    # and sample (sample_temperature, samples_per_prompt answers per prompt, seeded by generation.seed)
+    decoding: list[str] = field(default_factory=lambda: ["greedy", "sample"])
+    sample_temperature: float = 1.0  # the sandbox preference data are temperature-1 reference samples
+    samples_per_prompt: int = 1
+    headline: str = "greedy"  # the protocol whose numbers are the top-level metrics (docs/sandbox.md)
 
 
 ENTRIES = ("checkpoint", "hf_model", "outputs", "annotations")
@@ -186,6 +192,24 @@ def _check_judge(j: JudgeConfig, errors: list[str]) -> None:
                       f"(got {j.max_retries}, {j.concurrency}, {j.timeout_s})")
 
 
+DECODINGS = ("greedy", "sample")
+
+
+def _check_sandbox(bench: SandboxConfig, errors: list[str]) -> None:
+    if bench.n_prompts < 1:
+        errors.append(f"eval.n_prompts={bench.n_prompts} must be >= 1")
+    decoding = list(bench.decoding)
+    if not decoding or any(d not in DECODINGS for d in decoding) or len(set(decoding)) != len(decoding):
+        errors.append(f"eval.decoding={decoding} must be a non-empty list of distinct protocols from {list(DECODINGS)}, "
+                      "e.g. eval.decoding=[greedy,sample]")
+    if bench.headline not in decoding:
+        errors.append(f"eval.headline={bench.headline!r} must be one of eval.decoding={decoding}")
+    if bench.samples_per_prompt < 1:
+        errors.append(f"eval.samples_per_prompt={bench.samples_per_prompt} must be >= 1")
+    if not bench.sample_temperature > 0:
+        errors.append(f"eval.sample_temperature={bench.sample_temperature} must be > 0 (greedy is eval.decoding=[greedy])")
+
+
 def _alpaca_annotator_exists(name: str) -> bool:
     # Found without importing alpaca_eval (its import reads env vars and is slow).
     spec = importlib.util.find_spec("alpaca_eval")
@@ -244,7 +268,7 @@ def validate(cfg: EvaluateConfig) -> None:
         missing = sorted(set(MT_BENCH_TEMPERATURES) - set(bench.category_temperatures))
         if missing:
             errors.append(f"eval.category_temperatures lacks {missing}")
-    if isinstance(bench, SandboxConfig) and bench.n_prompts < 1:
-        errors.append(f"eval.n_prompts={bench.n_prompts} must be >= 1")
+    if isinstance(bench, SandboxConfig):
+        _check_sandbox(bench, errors)
     if errors:
         raise EvalConfigError("invalid evaluation config:\n  - " + "\n  - ".join(errors))

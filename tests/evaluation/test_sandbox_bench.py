@@ -7,7 +7,7 @@ import shutil
 import pytest
 
 from prefexp.evaluation.runner import evaluate
-from prefexp.evaluation.sandbox_bench import compare_with_gold
+from prefexp.evaluation.sandbox_bench import compare_with_gold, per_prompt_scores, summarize_gold
 from tests.evaluation.conftest import settings, write_manifest
 
 
@@ -44,6 +44,20 @@ def test_paired_difference_and_per_task_by_hand():
     assert x["mean_gold_score"] == 7.0 and y["reference_mean_gold_score"] == 7.0
 
 
+def test_several_answers_per_prompt_make_the_prompt_the_unit():
+    """k = 2 answers per prompt, prompt-major. Prompt a: (9, 3) win, (5, 5) tie -> 0.75;
+    prompt b: (2, 8) loss, (7, 6) win -> 0.5. win_rate = 62.5 as over 4 answers, but the SE is over
+    the 2 prompt means: std(.75, .5) = 0.17678 -> se = 12.5; ties 1 of 4; differences per prompt
+    (6 + 0) / 2 = 3 and (-6 + 1) / 2 = -2.5 -> 0.25 +- 2.75."""
+    g_pol, g_ref = [9.0, 5.0, 2.0, 7.0], [3.0, 5.0, 8.0, 6.0]
+    m = summarize_gold(["a", "b"], g_pol, g_ref, k=2)
+    assert m["win_rate"] == 62.5 and m["standard_error"] == pytest.approx(12.5, rel=1e-12)
+    assert (m["n_total"], m["n_prompts"], m["answers_per_prompt"], m["tie_share"]) == (4, 2, 2, 0.25)
+    assert m["gold_difference"] == 0.25 and m["gold_difference_se"] == pytest.approx(2.75, rel=1e-12)
+    assert m["win_rate_ci95_low"] == pytest.approx(62.5 - 1.959964 * 12.5, rel=1e-12)
+    assert per_prompt_scores(["a", "b"], g_pol, g_ref, k=2)["win_rate"] == {"a": 75.0, "b": 50.0}
+
+
 def test_policy_equal_to_reference_wins_half(tiny_run):
     """Policy weights == reference weights (both the tiny GPT-2) -> identical greedy answers ->
     every prompt a tie -> win rate exactly 50 and equal mean gold scores."""
@@ -59,6 +73,14 @@ def test_policy_equal_to_reference_wins_half(tiny_run):
     ref = json.loads((out / "reference_outputs.json").read_text())
     assert [r["output"] for r in pol] == [r["output"] for r in ref] and len(pol) == 6
     assert json.loads((out / "results.json").read_text())["judge"]["kind"] == "gold_score"
+    # sampled protocol (the default eval.decoding=[greedy, sample]): the same seed and batches give the
+    # two equal models the same samples -> all ties again; the samples are not the greedy answers
+    s = m["sample"]
+    assert (s["win_rate"], s["tie_share"], s["n_total"], s["answers_per_prompt"]) == (50.0, 1.0, 6, 1)
+    assert m["greedy"]["win_rate"] == m["win_rate"] and m["headline"] == "greedy"
+    sampled = json.loads((out / "model_outputs.sample.json").read_text())
+    assert [r["output"] for r in sampled] != [r["output"] for r in pol]
+    assert res["generation"]["protocols"]["sample"]["temperature"] == 1.0
 
 
 @pytest.mark.slow
