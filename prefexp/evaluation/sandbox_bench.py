@@ -41,14 +41,18 @@ def gold_scores(prompts: list[str], answers: list[str], gold_score: Callable[[st
     return [float(gold_score(p, a)) for p, a in zip(prompts, answers)]
 
 
+def _prompt_means(values: list[float], k: int) -> list[float]:
+    """Each prompt's mean over its ``k`` consecutive answers (prompt-major layout)."""
+    return [sum(values[i:i + k]) / k for i in range(0, len(values), k)]
+
+
 def _summary(g_pol: list[float], g_ref: list[float], k: int = 1) -> dict:
     """Headline numbers of paired gold scores; ``k`` answers per prompt, prompt-major (prompt i owns
     entries i*k .. i*k+k-1). The prompt is the unit of the standard errors: each prompt's k win terms
     and differences are averaged first (k = 1: the plain per-answer statistics)."""
     wins = [_win(a, b) for a, b in zip(g_pol, g_ref)]
-    diffs = [a - b for a, b in zip(g_pol, g_ref)]
-    win, win_se = _mean_se([sum(wins[i:i + k]) / k for i in range(0, len(wins), k)])
-    diff, diff_se = _mean_se([sum(diffs[i:i + k]) / k for i in range(0, len(diffs), k)])
+    win, win_se = _mean_se(_prompt_means(wins, k))
+    diff, diff_se = _mean_se(_prompt_means([a - b for a, b in zip(g_pol, g_ref)], k))
     n = len(wins)
     ties = sum(w == 0.5 for w in wins)
     return {
@@ -106,9 +110,8 @@ def per_prompt_scores(prompts: list[str], g_pol: list[float], g_ref: list[float]
     100 / 50 / 0 for a win / tie / loss, averaged over the prompt's ``k`` answers;
     ``mean_gold_score``: the policy's mean gold score), so that a report can pair two runs prompt
     by prompt (the same held-out prompts in every run)."""
-    wins = [100.0 * _win(a, b) for a, b in zip(g_pol, g_ref)]
-    return {"win_rate": {p: sum(wins[i * k:i * k + k]) / k for i, p in enumerate(prompts)},
-            "mean_gold_score": {p: sum(g_pol[i * k:i * k + k]) / k for i, p in enumerate(prompts)}}
+    wins = _prompt_means([100.0 * _win(a, b) for a, b in zip(g_pol, g_ref)], k)
+    return {"win_rate": dict(zip(prompts, wins)), "mean_gold_score": dict(zip(prompts, _prompt_means(g_pol, k)))}
 
 
 def _answers(g: GenerationConfig, model_dir: str, chat_template, identity: dict, prompts: list[str], k: int,

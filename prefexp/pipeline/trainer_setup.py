@@ -39,7 +39,7 @@ def build_trainer(settings: Settings, examples: list[dict], probes: Displacement
     t = c.trainer
     probe_callback = ProbeCallback(policy, probes.sets, model.tokenizer.pad_token_id, run_dir / "probes.jsonl",
                                    every_n_steps=t.logging_steps, labels_in_order=probes.labels_in_order,
-                                   pairs_per_step=t.per_device_batch_size * t.gradient_accumulation_steps * world_size(),
+                                   pairs_per_step=pairs_per_step(c),
                                    is_main_process=is_main_process())
     callbacks = [ThroughputCallback(), PeakMemoryCallback(),  # per-rank peaks: before the metrics file
                  MetricsFileCallback(run_dir / "metrics.jsonl"), LogLastStepCallback(),
