@@ -109,7 +109,8 @@ def head_logps(spec: LinearHead, rows: Tensor, targets: Tensor,
                                         softcap=spec.softcap)[0]
         if check_rows is None:
             return per_token
-        return per_token, post_head(z[rows.shape[0]:].detach().float(), spec.scale, spec.softcap)[0][:k]
+        check = z[rows.shape[0]:].detach().to(torch.float32, copy=True)  # post_head works in place
+        return per_token, post_head(check, spec.scale, spec.softcap)[0][:k]
     if spec.sharded:
         import deepspeed
 
