@@ -9,7 +9,8 @@ unpartitioned copy is kept and the model is wrapped in a ZeRO-3 engine (weights 
 (rank 0 three, rank 1 two: different numbers of response rows, so the fused head's chunk counts
 differ between ranks). Each rank, per head: log-probs with gradients (``engine.backward``, full
 gradients gathered with ``safe_get_full_grad``) and without (``torch.no_grad``, the reference
-pass's ``GatheredParameters`` path). Rank 0 writes the worst differences, fused vs full logits
+pass's ``GatheredParameters`` path); then the reference pass itself (``zero3_shard_logps``) with
+uneven shards. Rank 0 writes the worst differences, fused vs full logits
 under ZeRO-3 and fused under ZeRO-3 vs the unpartitioned copy (gradients: the mean over ranks).
 """
 from __future__ import annotations
@@ -17,6 +18,7 @@ from __future__ import annotations
 import copy
 import json
 import sys
+from pathlib import Path
 
 
 def zero3_config(world: int) -> dict:
@@ -31,6 +33,33 @@ def zero3_config(world: int) -> dict:
     config["zero_optimization"].update(reduce_bucket_size=h * h, stage3_prefetch_bucket_size=int(0.9 * h * h),
                                        stage3_param_persistence_threshold=10 * h)
     return config
+
+
+def reference_pass_rows(model_dir: Path, rank: int, world: int) -> list[dict]:
+    """``zero3_shard_logps`` on 3 pairs in batches of 1: rank 0 scores 2, rank 1 one and runs one
+    dummy batch (through the fused head too, or the ranks' gathers would not match). Worst
+    difference from the unpartitioned pass over this rank's shard."""
+    import torch
+    import torch.distributed as dist
+
+    from prefexp.engine.reference import compute_reference_logps
+    from prefexp.engine.zero3_reference import zero3_sharding, zero3_shard_logps
+    from tests.perf.test_logps_parity import EXAMPLES
+    from tests.perf.tiny_causal_lms import build
+
+    from .zero3_reference_probe import training_zero3_config
+
+    model = build("gpt2")
+    if rank == 0:
+        model.save_pretrained(model_dir)
+    dist.barrier()
+    sharding = zero3_sharding(True, training_zero3_config(), "float32", False)
+    got = zero3_shard_logps(sharding, str(model_dir), EXAMPLES[:3], rank, world, 0, 1, "fp32")
+    want = compute_reference_logps(model, EXAMPLES[:3][rank::world], 0, 1)
+    worst = max(abs(a - b) / (1 + abs(b)) for k in want for a, b in zip(got[k], want[k]))
+    rows = [None] * world
+    dist.all_gather_object(rows, {"pairs": sorted(got), "worst": worst})
+    return rows
 
 
 def main() -> None:
@@ -98,6 +127,7 @@ def main() -> None:
         dist.all_gather_object(rows, row)
         report[arch] = rows
         engine.destroy()
+    report["reference_pass"] = reference_pass_rows(Path(out_path).parent / "gpt2", rank, world)
     if rank == 0:
         with open(out_path, "w") as fh:
             json.dump(report, fh, indent=1)

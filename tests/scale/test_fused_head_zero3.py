@@ -6,7 +6,9 @@
 would hang). Checked, at the second step (on ZeRO-3's recorded trace), within 1e-5 relative
 (float32): log-probs and full parameter gradients, fused vs full logits under ZeRO-3; the
 no-gradient path (``GatheredParameters``, the reference pass's) vs the gradient path; and fused
-under ZeRO-3 vs the unpartitioned model (gradients averaged over the ranks as ZeRO does).
+under ZeRO-3 vs the unpartitioned model (gradients averaged over the ranks as ZeRO does); and the
+reference pass under ZeRO-3 (``zero3_shard_logps``, a tiny GPT-2) with a rank that runs a dummy
+batch equals the unpartitioned pass.
 Default: GPT-2 (tied head) and Gemma-3 (soft-capped), ~20 s (mostly the 2 launches); slow: Llama and Qwen2.
 """
 from __future__ import annotations
@@ -26,6 +28,9 @@ def check(tmp_path, archs):
     run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node=2",
          "-m", "tests.scale.fused_head_zero3_probe", str(out), *archs], env={"OMP_NUM_THREADS": "1"})
     report = json.loads(out.read_text())
+    shards = report.pop("reference_pass")
+    assert [r["pairs"] for r in shards] == [[0, 2], [1]], "rank 1 ran a dummy batch"
+    assert all(r["worst"] <= TOL for r in shards), shards
     assert sorted(report) == sorted(archs)
     for arch, ranks in report.items():
         assert len(ranks) == 2
