@@ -200,6 +200,7 @@ def hidden_token_logps(hidden: Tensor, weight: Tensor, bias: Tensor | None, targ
     """
     vocab = weight.shape[0]
     kept = 1 if softcap is None else 2
-    keep = hidden.shape[0] * vocab * 4 * kept <= keep_probs_bytes
+    wants_grad = torch.is_grad_enabled() and (hidden.requires_grad or weight.requires_grad)
+    keep = wants_grad and hidden.shape[0] * vocab * 4 * kept <= keep_probs_bytes  # no backward: keep nothing
     return _HiddenLogps.apply(hidden, weight, bias, targets, _rows_per_chunk(vocab, chunk_bytes), keep,
                               float(scale), softcap)
