@@ -14,6 +14,8 @@ Anything else a model might do after its head (another scaling, a bias added in 
 ``hidden_states[-1]`` that is not what the head sees) is caught on first use: the fused head's
 logits on the last position of each row are compared with the model's own (``logits_to_keep=1``
 computes those anyway) and a model that differs falls back to full logits, with one warning.
+(Example: ``Gemma3ForConditionalGeneration`` applies no soft-cap in its forward even when its text
+config names one; released Gemma-3 configs have none, so it is fused.)
 
 Under ZeRO-3 the head's weight is a shard, and every rank must gather it the same number of times
 whatever its batch: with gradients the head *module* is called once on all selected rows (its

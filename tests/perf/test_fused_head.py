@@ -26,7 +26,7 @@ from prefexp.engine.packing import PackedPairCollator
 from prefexp.engine.reference import compute_reference_logps
 
 from .test_logps_parity import EXAMPLES
-from .tiny_causal_lms import ARCHS, SOFTCAP, build
+from .tiny_causal_lms import ARCHS, SOFTCAP, build, build_gemma3_multimodal
 
 # response tokens of EXAMPLES: chosen 4+2+1+6+2, rejected 2+6+2+4+2
 RESPONSE_TOKENS = 31
@@ -190,6 +190,20 @@ def test_fused_head_refused_on_a_fresh_mismatching_model():
     with pytest.raises(ValueError, match="does not reproduce"):
         with torch.no_grad():
             forward_logps(_rescaled_llama(), PairCollator(pad_token_id=0)(EXAMPLES), head="fused")
+
+
+@pytest.mark.parametrize("softcap", [None, SOFTCAP])
+def test_gemma3_multimodal_follows_what_its_forward_does(softcap):
+    """Gemma3ForConditionalGeneration reads no soft-cap in its forward: without one in its text
+    config it is fused; with one, the first-use check sees the fused head's soft-capped logits
+    differ from the model's and it falls back. Either way the log-probs are the model's own."""
+    model = build_gemma3_multimodal(softcap)
+    batch = PairCollator(pad_token_id=0)(EXAMPLES)
+    with torch.no_grad():
+        auto, _ = forward_logps(model, batch)
+        full, _ = forward_logps(model, batch, head="logits")
+    assert CHECKED[model] is (softcap is None)
+    torch.testing.assert_close(auto, full, rtol=1e-5, atol=1e-5)
 
 
 def test_the_check_passes_under_bf16_autocast():

@@ -36,3 +36,17 @@ def build(arch: str, seed: int = 0, **overrides):
         config = config_cls(**{**COMMON, **extra, **overrides})
     torch.manual_seed(seed)
     return cls(config).float().eval()
+
+
+def build_gemma3_multimodal(softcap: float | None, seed: int = 0):
+    """Gemma3ForConditionalGeneration (text + a 1-layer SigLIP tower), ``softcap`` in its text config.
+    Its forward applies no soft-cap whatever the text config says (transformers 5.x)."""
+    import transformers as tf
+
+    text = tf.Gemma3TextConfig(**{**COMMON, "head_dim": 8, "final_logit_softcapping": softcap})
+    vision = tf.SiglipVisionConfig(hidden_size=16, intermediate_size=32, num_hidden_layers=1, num_attention_heads=2,
+                                   image_size=28, patch_size=14)
+    config = tf.Gemma3Config(text_config=text.to_dict(), vision_config=vision.to_dict(), mm_tokens_per_image=4,
+                             image_token_index=999, boi_token_index=997, eoi_token_index=998)
+    torch.manual_seed(seed)
+    return tf.Gemma3ForConditionalGeneration(config).float().eval()
