@@ -69,6 +69,11 @@ def _fused_logps(model, inputs: dict[str, Tensor], flat_positions: Tensor, targe
     base = _unwrap(model)
     spec = linear_head(base)
     out = model(**inputs, use_cache=False, output_hidden_states=True, logits_to_keep=1)
+    if not out.hidden_states:  # a model that cannot return them: full logits from now on
+        CHECKED[base] = False
+        if head == "fused":
+            raise ValueError(f"head='fused': {type(base).__name__} returns no hidden states; use head='auto'")
+        return None
     hidden = out.hidden_states[-1]  # [N, T, H], post-norm: what the model's head sees
     rows = hidden.reshape(-1, hidden.shape[-1])[flat_positions]  # [M, H]
     if base in CHECKED:
