@@ -127,12 +127,17 @@ def _unsharded(spec: LinearHead, rows: Tensor, targets: Tensor, check_rows: Tens
     return per_token if check_rows is None else (per_token, _project(spec, check_rows))
 
 
+def _tf32(t: Tensor) -> bool:
+    """Whether float32 matmuls on ``t``'s device may run in TF32 (10-bit mantissa, ``trainer.tf32``)."""
+    return t.is_cuda and (torch.backends.cuda.matmul.allow_tf32 or torch.get_float32_matmul_precision() != "highest")
+
+
 def head_agrees(fused: Tensor, own: Tensor, name: str) -> bool:
     """Whether the fused head's logits [K, V] equal the model's own ``own`` [K, V] up to the
     rounding of the dtype the model computed them in (a mismatch of structure, a missed scale or
     the wrong hidden state, is far larger); warns once when not."""
     own32 = own.float()
-    tol = 1e-4 if own.dtype == torch.float32 else 3e-2  # relative to the row's largest logit
+    tol = 1e-4 if own.dtype == torch.float32 and not _tf32(own) else 3e-2  # relative to the row's largest logit
     bound = tol * (own32.abs().amax(-1, keepdim=True) + 1)
     worst = ((fused - own32).abs() / bound).max().item() if own.numel() else 0.0
     if worst <= 1:
