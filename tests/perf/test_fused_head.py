@@ -226,3 +226,20 @@ def test_a_peft_adapter_on_the_head_is_not_fused():
     assert not fused_head_supported(model)
     plain = get_peft_model(build("llama"), LoraConfig(r=2, target_modules=["q_proj"]))
     assert fused_head_supported(plain)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+@pytest.mark.parametrize("arch", ARCHS)
+def test_fused_head_on_cuda_under_bf16_and_tf32(arch, monkeypatch):
+    """On a GPU with TF32 and bf16 autocast (the recipes' settings) the first-use check passes and
+    the fused log-probs stay within bf16 rounding of the float32 full-logits ones."""
+    monkeypatch.setattr(torch.backends.cuda.matmul, "allow_tf32", True)
+    batch = {k: v.cuda() for k, v in PairCollator(pad_token_id=0)(EXAMPLES).items()}
+    model = build(arch).cuda()
+    with torch.no_grad():
+        want, _ = forward_logps(build(arch).cuda(), batch, head="logits")
+        with torch.autocast("cuda", dtype=torch.bfloat16):
+            got, _ = forward_logps(model, batch)
+    assert CHECKED[model], arch
+    torch.testing.assert_close(got, want, rtol=2e-2, atol=0.1)
