@@ -104,15 +104,14 @@ def head_logps(spec: LinearHead, rows: Tensor, targets: Tensor,
     """log p(targets) [M] from the final hidden states ``rows`` [M, H]; with ``check_rows`` [K, H],
     also their post-processed logits [K, V] float32 (no gradient), as ``(logps, logits)``."""
     if spec.sharded and torch.is_grad_enabled():
-        k = 0 if check_rows is None else check_rows.shape[0]
-        both = rows if check_rows is None else torch.cat([rows, check_rows])
+        m = rows.shape[0]
+        both = rows if check_rows is None else torch.cat([rows, check_rows])  # one call: one gather
         z = spec.module(both)  # [M + K, V]: ZeRO-3's hooks gather W here and in the backward
-        per_token = chunked_token_logps(z[None, : rows.shape[0]], targets[None], scale=spec.scale,
-                                        softcap=spec.softcap)[0]
+        per_token = chunked_token_logps(z[None, :m], targets[None], scale=spec.scale, softcap=spec.softcap)[0]
         if check_rows is None:
             return per_token
-        check = z[rows.shape[0]:].detach().to(torch.float32, copy=True)  # post_head works in place
-        return per_token, post_head(check, spec.scale, spec.softcap)[0][:k]
+        check = z[m:].detach().to(torch.float32, copy=True)  # a copy: post_head works in place
+        return per_token, post_head(check, spec.scale, spec.softcap)[0]
     if spec.sharded:
         import deepspeed
 
