@@ -4,20 +4,21 @@
 the shared-prompt one of ``packing.PackedPairCollator``. By default (``head="auto"``) it never
 materialises [2B, T, V] logits: the model runs with ``logits_to_keep=1`` and the LM head is applied
 only to the final hidden states of the positions that predict a response token, in chunks
-(``fused_logps.hidden_token_logps``). Models whose head does more than ``W h + b`` (logit
-soft-capping or scaling), and sharded heads (ZeRO-3, FSDP), use the full-logits path, whose
-log-softmax is itself chunked over positions (``token_logps``).
+(``fused_logps.hidden_token_logps``). Which models qualify is read from the model itself
+(:mod:`.fused_head`: a Linear output layer, a known post-head transform such as Gemma's soft-cap,
+ZeRO-3 partitioned weights included) and checked against the model's own logits on first use;
+the others use the full-logits path, whose log-softmax is itself chunked over positions
+(``token_logps``).
 """
 from __future__ import annotations
 
 import torch
 from torch import Tensor
 
-from .fused_logps import chunked_token_logps, hidden_token_logps
+from .fused_head import CHECKED, head_agrees, head_logps, linear_head
+from .fused_logps import chunked_token_logps
 from .packing import is_packed, tree_attention_mask
 
-# Architectures whose LM head is exactly ``lm_head(final_hidden)`` (no soft-cap, no logit scale).
-FUSED_HEAD_MODEL_TYPES = frozenset({"llama", "mistral", "qwen2", "qwen3", "phi3", "olmo2"})
 HEADS = ("auto", "fused", "logits")
 
 
@@ -44,28 +45,10 @@ def _unwrap(model):
 
 
 def fused_head_supported(model) -> bool:
-    """Whether the LM head can be applied outside the model (plain Linear head, unsharded weight)."""
+    """Whether the LM head can be applied outside the model (see :func:`fused_head.linear_head`);
+    a model that failed its first-use check (:func:`fused_head.head_agrees`) is not."""
     base = _unwrap(model)
-    config = getattr(base, "config", None)
-    if config is None or getattr(config, "model_type", None) not in FUSED_HEAD_MODEL_TYPES:
-        return False
-    head = base.get_output_embeddings()
-    if not isinstance(head, torch.nn.Linear):  # e.g. a PEFT adapter on the head
-        return False
-    w = head.weight
-    return (type(w.data) is torch.Tensor and w.dim() == 2 and w.numel() > 0
-            and not hasattr(w, "ds_id"))  # DTensor (FSDP2) or ZeRO-3 partitioned weights
-
-
-def _final_hidden(model, **inputs) -> Tensor:
-    """Final (post-norm) hidden states [N, T, H]; the model's own head runs on one position only."""
-    out = model(**inputs, use_cache=False, output_hidden_states=True, logits_to_keep=1)
-    return out.hidden_states[-1]
-
-
-def _head_logps(model, hidden: Tensor, targets: Tensor) -> Tensor:
-    head = _unwrap(model).get_output_embeddings()
-    return hidden_token_logps(hidden, head.weight, head.bias, targets)  # [M]
+    return linear_head(base) is not None and CHECKED.get(base, True)
 
 
 def _use_fused(model, head: str) -> bool:
@@ -74,6 +57,35 @@ def _use_fused(model, head: str) -> bool:
     if head == "fused" and not fused_head_supported(model):
         raise ValueError(f"head='fused' is not supported for {type(_unwrap(model)).__name__}; use head='auto'")
     return head == "fused" or (head == "auto" and fused_head_supported(model))
+
+
+def _fused_logps(model, inputs: dict[str, Tensor], flat_positions: Tensor, targets: Tensor,
+                 head: str) -> Tensor | None:
+    """Log-probs [M] of ``targets`` predicted from the final hidden states at ``flat_positions``
+    (indices into the [N * T] positions); None when the model's first-use check failed.
+
+    The model's own head runs on the last position of each row only (``logits_to_keep=1``); on a
+    model's first use those logits are compared with the fused head's (:func:`head_agrees`)."""
+    base = _unwrap(model)
+    spec = linear_head(base)
+    out = model(**inputs, use_cache=False, output_hidden_states=True, logits_to_keep=1)
+    if not out.hidden_states:  # a model that cannot return them: full logits from now on
+        CHECKED[base] = False
+        if head == "fused":
+            raise ValueError(f"head='fused': {type(base).__name__} returns no hidden states; use head='auto'")
+        return None
+    hidden = out.hidden_states[-1]  # [N, T, H], post-norm: what the model's head sees
+    rows = hidden.reshape(-1, hidden.shape[-1])[flat_positions]  # [M, H]
+    if base in CHECKED:
+        return head_logps(spec, rows, targets)
+    per_token, own = head_logps(spec, rows, targets, check_rows=hidden[:, -1].detach())
+    CHECKED[base] = head_agrees(own, out.logits[:, -1].detach(), type(base).__name__)
+    if CHECKED[base]:
+        return per_token
+    if head == "fused":
+        raise ValueError(f"head='fused': the fused LM head of {type(base).__name__} does not reproduce its "
+                         "logits (see the warning above); use head='auto'")
+    return None
 
 
 def _packed_mask(model, batch: dict[str, Tensor]) -> Tensor:
@@ -87,14 +99,12 @@ def _packed_mask(model, batch: dict[str, Tensor]) -> Tensor:
     raise ValueError(f"packed batches need attn_implementation 'sdpa' or 'eager' (a custom 4-D mask); got {impl!r}")
 
 
-def _forward_packed(model, batch: dict[str, Tensor], fused: bool) -> tuple[Tensor, Tensor]:
+def _forward_packed(model, batch: dict[str, Tensor], head: str) -> tuple[Tensor, Tensor]:
     inputs = {"input_ids": batch["input_ids"], "position_ids": batch["position_ids"],
               "attention_mask": _packed_mask(model, batch)}
     positions, targets = batch["logp_positions"], batch["logp_targets"]  # [M], [M]
-    if fused:
-        hidden = _final_hidden(model, **inputs)  # [R, W, H]
-        per_token = _head_logps(model, hidden.reshape(-1, hidden.shape[-1])[positions], targets)  # [M]
-    else:
+    per_token = _fused_logps(model, inputs, positions, targets, head) if _use_fused(model, head) else None
+    if per_token is None:
         logits = model(**inputs, use_cache=False).logits  # [R, W, V]
         picked = logits.reshape(-1, logits.shape[-1])[positions]  # [M, V]
         per_token = chunked_token_logps(picked[None], targets[None])[0]  # [M]
@@ -110,9 +120,8 @@ def forward_logps(model, batch: dict[str, Tensor], head: str = "auto") -> tuple[
     ``"fused"`` (LM head on response positions only), ``"logits"`` (the model's full logits) or
     ``"auto"`` (fused when ``fused_head_supported(model)``). Log-probs are float32.
     """
-    fused = _use_fused(model, head)
     if is_packed(batch):
-        return _forward_packed(model, batch, fused)
+        return _forward_packed(model, batch, head)
     logps, lengths, _ = forward_token_logps(model, batch, head)
     return logps, lengths
 
@@ -123,13 +132,16 @@ def forward_token_logps(model, batch: dict[str, Tensor], head: str = "auto") -> 
     if is_packed(batch):
         raise ValueError("per-token log-probs need the padded batch layout (trainer.packing=false)")
     input_ids, response_mask = batch["input_ids"], batch["response_mask"]
+    inputs = {"input_ids": input_ids, "attention_mask": batch["attention_mask"]}
     scored = response_mask[:, 1:]  # [N, T-1]; position t predicts token t+1
-    if not _use_fused(model, head):
-        out = model(input_ids=input_ids, attention_mask=batch["attention_mask"], use_cache=False)
-        dense = token_logps(out.logits, input_ids) * scored  # [N, T-1]
-        return dense.sum(-1), scored.sum(-1).to(torch.float32), dense
-    hidden = _final_hidden(model, input_ids=input_ids, attention_mask=batch["attention_mask"])  # [N, T, H]
-    rows, cols = scored.nonzero(as_tuple=True)  # [M] each
-    per_token = _head_logps(model, hidden[rows, cols], input_ids[rows, cols + 1])  # [M]
-    dense = torch.zeros(scored.shape, dtype=torch.float32, device=per_token.device).index_put((rows, cols), per_token)
-    return dense.sum(-1), scored.sum(-1).to(torch.float32), dense
+    lengths = scored.sum(-1).to(torch.float32)
+    if _use_fused(model, head):
+        rows, cols = scored.nonzero(as_tuple=True)  # [M] each
+        per_token = _fused_logps(model, inputs, rows * input_ids.shape[1] + cols, input_ids[rows, cols + 1], head)
+        if per_token is not None:
+            dense = torch.zeros(scored.shape, dtype=torch.float32, device=per_token.device)
+            dense = dense.index_put((rows, cols), per_token)  # [N, T-1]
+            return dense.sum(-1), lengths, dense
+    out = model(**inputs, use_cache=False)
+    dense = token_logps(out.logits, input_ids) * scored  # [N, T-1]
+    return dense.sum(-1), lengths, dense

@@ -20,7 +20,8 @@ A model that needs ZeRO-3 to fit cannot be loaded whole on each rank, so under `
 Each rank still scores its own shard of the examples (``examples[r::N]``, as the unsharded path
 does): under ZeRO-3 every rank must run the *same number* of forwards (each one gathers every
 module's weights from all ranks), not the same examples, so ranks with fewer batches run one
-dummy forward per missing batch. The numbers equal the unsharded pass (same weights, same
+dummy forward per missing batch (through the same log-prob path: the fused head gathers its
+weight once per forward, after the model's own modules). The numbers equal the unsharded pass (same weights, same
 autocast; only the reduction order inside the gathered matmuls may differ).
 """
 from __future__ import annotations
@@ -215,6 +216,8 @@ def zero3_shard_logps(sharding: Zero3Sharding, model_dir: str, examples: Sequenc
     Collective: every rank of the launch calls it with the same ``examples``."""
     import torch
 
+    from .batching import PairCollator
+    from .logps import forward_logps
     from .reference import AUTOCAST, compute_reference_logps
 
     engine = partitioned_reference_model(sharding, model_dir, world)
@@ -224,11 +227,12 @@ def zero3_shard_logps(sharding: Zero3Sharding, model_dir: str, examples: Sequenc
     most = math.ceil(math.ceil(len(examples) / world) / batch_size)  # batches of the largest shard
     missing = most - math.ceil(len(shard) / batch_size)
     device = next(model.parameters()).device
+    dummy = {"index": -1, "prompt_ids": [pad_token_id], "chosen_ids": [pad_token_id], "rejected_ids": [pad_token_id]}
+    batch = {k: v.to(device) for k, v in PairCollator(pad_token_id)([dummy]).items()}
     with torch.no_grad(), torch.autocast(device.type, dtype=AUTOCAST.get(precision, torch.float32),
                                          enabled=precision in AUTOCAST):
-        for _ in range(missing):  # match the other ranks' gathers
-            ids = torch.full((1, 2), pad_token_id, dtype=torch.long, device=device)
-            model(input_ids=ids, attention_mask=torch.ones_like(ids), use_cache=False)
+        for _ in range(missing):  # match the other ranks' gathers: the model's modules, then the fused head's
+            forward_logps(model, batch)
     engine.destroy()
     del engine, model
     return values
