@@ -10,3 +10,13 @@ from __future__ import annotations
 
 class InputError(ValueError):
     """Bad user input: printed as ``error: <message>``, exit code 2."""
+
+
+def print_error(message: object) -> None:
+    """Print ``error: <message>`` to stderr, secrets redacted (``prefexp.redact``): the one way the
+    entry points report a problem."""
+    import sys
+
+    from .redact import redact
+
+    print(f"error: {redact(str(message))}", file=sys.stderr, flush=True)

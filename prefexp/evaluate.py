@@ -19,7 +19,8 @@ from pathlib import Path
 import hydra
 from omegaconf import DictConfig, OmegaConf
 
-from .errors import InputError
+from .errors import InputError, print_error
+from .redact import add_secret_envs, install_log_redaction
 from .evaluation.config import EvalConfigError, EvaluateConfig, register_schemas
 
 CONFIG_DIR = Path(__file__).resolve().parents[1] / "conf"
@@ -48,20 +49,29 @@ def main(cfg: DictConfig) -> None:
     from .evaluation.judging import IncompleteJudging
     from .evaluation.runner import evaluate
 
+    install_log_redaction()  # no log line carries an API key (prefexp/redact.py)
     try:
         settings = to_settings(cfg)
+        judge = getattr(settings.eval, "judge", None)  # the sandbox benchmark has none
+        add_secret_envs([judge.api_key_env if judge else "", settings.eval.generation.vllm_api_key_env])
         logging.getLogger().setLevel(settings.log_level)
         evaluate(settings)
     except InputError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print_error(exc)
         sys.exit(2)
     except IncompleteJudging as exc:
-        print(f"error: {exc}\nrerun: {rerun_command()}", file=sys.stderr)
+        print_error(f"{exc}\nrerun: {rerun_command()}")
         sys.exit(3)
     except JudgeError as exc:
-        print(f"error: {exc}\nrerun (judgments received so far are kept): {rerun_command()}", file=sys.stderr)
+        print_error(f"{exc}\nrerun (judgments received so far are kept): {rerun_command()}")
         sys.exit(3)
 
 
 if __name__ == "__main__":
+    from .config.group_options import unknown_group_option
+
+    problem = unknown_group_option(sys.argv[1:], CONFIG_DIR)  # eval=alpaca_evl: one line, exit 2
+    if problem:
+        print_error(problem)
+        sys.exit(2)
     main()

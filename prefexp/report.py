@@ -14,6 +14,8 @@ import argparse
 import sys
 from pathlib import Path
 
+from .errors import print_error
+from .redact import install_log_redaction
 from .reporting.collect import collect_runs
 from .reporting.write import write_report
 
@@ -26,21 +28,22 @@ def main(argv: list[str] | None = None) -> int:
                         help="a metric of the paired differences (eval/<bench>/<name> or final/<name>); repeat for "
                              "one table each")
     args = parser.parse_args(argv)
+    install_log_redaction()  # no log line carries an API key (prefexp/redact.py)
     if not args.sweep_dir.is_dir():
-        print(f"error: {args.sweep_dir} is not a directory", file=sys.stderr)
+        print_error(f"{args.sweep_dir} is not a directory")
         return 2
     for metric in args.metric:
         if not metric.startswith(("eval/", "final/")):
-            print(f"error: --metric {metric}: expected eval/<benchmark>/<name> or final/<name>", file=sys.stderr)
+            print_error(f"--metric {metric}: expected eval/<benchmark>/<name> or final/<name>")
             return 2
     runs = collect_runs(args.sweep_dir)
     if not runs:
-        print(f"error: no run dirs (with .hydra/overrides.yaml) under {args.sweep_dir}", file=sys.stderr)
+        print_error(f"no run dirs (with .hydra/overrides.yaml) under {args.sweep_dir}")
         return 2
     try:
         md = write_report(args.sweep_dir, runs, args.baseline, args.metric)
     except ValueError as exc:  # a --baseline that matches no arm, or several
-        print(f"error: {exc}", file=sys.stderr)
+        print_error(f"{exc}")
         return 2
     print(md.read_text())
     print(f"written: {md}, {md.with_suffix('.csv')} and plots in {args.sweep_dir}")

@@ -27,7 +27,8 @@ from omegaconf import DictConfig, OmegaConf
 from .config import CONFIG_DIR
 from .config.preflight import preflight_run_dir
 from .config.validate import ConfigError, Settings, validate
-from .errors import InputError
+from .errors import InputError, print_error
+from .redact import install_log_redaction
 
 log = logging.getLogger("prefexp.train")
 
@@ -35,6 +36,7 @@ log = logging.getLogger("prefexp.train")
 @hydra.main(config_path=str(CONFIG_DIR), config_name="train", version_base="1.3")
 def main(cfg: DictConfig) -> float | None:
     """Returns the job's final ``logger.objective`` value (NaN if none): what a sweeper optimises."""
+    install_log_redaction()  # no log line carries an API key (prefexp/redact.py)
     if not _is_multirun():
         return run(cfg)
     from .launch.sweep_jobs import write_failure
@@ -162,7 +164,7 @@ def _stops_exit(run_dir: Path):
         sys.exit(exc.exit_code)
     except (NonFiniteStop, CheckpointWriteError) as exc:
         if distributed.is_main_process() or os.environ.get("PREFEXP_SPAWNED"):  # the launcher repeats one rank's
-            print(f"error: {exc}", file=sys.stderr, flush=True)
+            print_error(exc)
         sys.exit(exc.exit_code)
 
 
@@ -176,7 +178,7 @@ def _input_errors_exit_2():
     except (ConfigError, InputError, FileNotFoundError, RewardScoresMissing) as exc:
         if _is_multirun():
             raise
-        print(f"error: {exc}", file=sys.stderr)
+        print_error(exc)
         sys.exit(2)
 
 
@@ -201,13 +203,15 @@ def _sweep_dir() -> str | None:
 
 
 if __name__ == "__main__":
+    from .config.group_options import unknown_group_option
     from .launch.ranks import shared_run_dir_problem, strip_launcher_args
     from .launch.run_lock import refusal_before_hydra
 
     sys.argv = strip_launcher_args(sys.argv)
-    # one run dir for all ranks, and not one that a live run holds
-    problem = shared_run_dir_problem(sys.argv[1:]) or refusal_before_hydra(sys.argv[1:])
+    # one run dir for all ranks, not one that a live run holds, and group options that exist
+    problem = (shared_run_dir_problem(sys.argv[1:]) or refusal_before_hydra(sys.argv[1:])
+               or unknown_group_option(sys.argv[1:], CONFIG_DIR))
     if problem:
-        print(f"error: {problem}", file=sys.stderr)
+        print_error(problem)
         sys.exit(2)
     main()

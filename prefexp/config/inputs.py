@@ -6,12 +6,15 @@ reports them together in seconds; the same problems found later (a model path mi
 """
 from __future__ import annotations
 
+import dataclasses
 import math
 from pathlib import Path
+from typing import Any
 
 from .schema import TrainConfig
 
 DTYPES = ("float32", "bfloat16", "float16")
+SEED_RANGE = (0, 2**32 - 1)  # what numpy's and torch's generators accept
 
 
 def looks_like_path(value: str) -> bool:
@@ -79,6 +82,20 @@ def _check_dataset(c: TrainConfig, errors: list[str]) -> None:
         errors.append(f"dataset.max_rows={d.max_rows} must be >= 1 or null (all rows)")
 
 
+def seed_problems(node: Any, prefix: str = "") -> list[str]:
+    """Every ``*seed`` field of the config tree outside [0, 2**32 - 1]: numpy's generator refused
+    ``seed=-1`` only after the data had loaded, in a traceback."""
+    problems = []
+    for f in dataclasses.fields(node):
+        value = getattr(node, f.name)
+        if dataclasses.is_dataclass(value):
+            problems.extend(seed_problems(value, f"{prefix}{f.name}."))
+        elif f.name.endswith("seed") and isinstance(value, int) and not SEED_RANGE[0] <= value <= SEED_RANGE[1]:
+            problems.append(f"{prefix}{f.name}={value} is outside [0, 2**32 - 1] (what the random generators accept); "
+                            f"pass e.g. {prefix}{f.name}=0")
+    return problems
+
+
 def check_inputs(c: TrainConfig, errors: list[str]) -> None:
     """Append a line to ``errors`` for each bad path, range or device setting of ``c``."""
     from ..data.chat_templates import chat_template_problem
@@ -98,3 +115,46 @@ def check_inputs(c: TrainConfig, errors: list[str]) -> None:
             errors.append(problem)
     _check_trainer(c, errors)
     _check_dataset(c, errors)
+    errors.extend(seed_problems(c))
+
+
+def _written_value(cfg: Any, key: str) -> str:
+    """``key``'s value as written (an interpolation unresolved), '' when the path cannot be walked."""
+    from omegaconf import OmegaConf
+
+    node: Any = OmegaConf.to_container(cfg, resolve=False)
+    for part in key.replace("[", ".").replace("]", "").split("."):
+        try:
+            node = node[int(part)] if isinstance(node, list) else node[part]
+        except (KeyError, IndexError, ValueError, TypeError):
+            return ""
+    return repr(node) if isinstance(node, str) else str(node)
+
+
+def interpolation_problem(cfg: Any, exc: Exception) -> str:
+    """One line for an OmegaConf error met while resolving the config (a failed ``${...}``, a value
+    of the wrong type): the key as written and OmegaConf's reason, secrets redacted (the reason
+    quotes the resolved value, which may be an API key)."""
+    from ..redact import redact
+
+    key = getattr(exc, "full_key", None) or ""
+    reason = redact(str(getattr(exc, "msg", None) or exc).splitlines()[0])
+    written = _written_value(cfg, key) if key else ""
+    where = f"{key}={written}" if key else "the config"
+    return f"{where}: {reason}; pass a value of the key's type (interpolations resolve before validation)"
+
+
+def accumulation_problem(c: TrainConfig, world_size: int, n_pairs: int) -> str | None:
+    """One optimizer step must fit in the data: per_device_batch_size x gradient_accumulation_steps x
+    ranks pairs. More (``gradient_accumulation_steps=100000000``) made every step eat the whole data
+    set. Without accumulation a batch larger than the data is one short batch, as before (tiny runs).
+    Checked once the pairs are loaded (their count is needed), before any model loads."""
+    t = c.trainer
+    per_step = t.per_device_batch_size * t.gradient_accumulation_steps * world_size
+    if t.gradient_accumulation_steps == 1 or per_step <= n_pairs:
+        return None
+    fits = max(1, n_pairs // (t.per_device_batch_size * world_size))
+    return (f"trainer.gradient_accumulation_steps={t.gradient_accumulation_steps}: one optimizer step needs "
+            f"{t.per_device_batch_size} (trainer.per_device_batch_size) x {t.gradient_accumulation_steps} x "
+            f"{world_size} (ranks) = {per_step} pairs, but the data has {n_pairs} training pairs; pass "
+            f"trainer.gradient_accumulation_steps={fits}{' or less' if fits > 1 else ''}, or a smaller trainer.per_device_batch_size")

@@ -15,9 +15,10 @@ from typing import Any
 
 from hydra.utils import get_class
 from omegaconf import DictConfig, OmegaConf, open_dict
+from omegaconf.errors import OmegaConfBaseException
 
 from ..difficulty.router import ROUTERS  # router=random lives with the other routers
-from .inputs import check_inputs
+from .inputs import check_inputs, interpolation_problem
 from .keys import unknown_keys
 from .schema import TrainConfig
 from .stage_checks import stage_errors
@@ -167,8 +168,11 @@ def validate(cfg: DictConfig) -> Settings:
     job_cfg = cfg.copy()
     with open_dict(job_cfg):
         job_cfg.pop("hydra", None)  # composed in tests with return_hydra_config; not part of the job
-    errors.extend(unknown_keys(job_cfg, TrainConfig))  # keys added with + that no schema declares
-    c: TrainConfig = OmegaConf.to_object(job_cfg)  # type: ignore[assignment]
+    try:  # interpolations resolve here: a failing one is a config problem, never a traceback
+        errors.extend(unknown_keys(job_cfg, TrainConfig))  # keys added with + that no schema declares
+        c: TrainConfig = OmegaConf.to_object(job_cfg)  # type: ignore[assignment]
+    except OmegaConfBaseException as exc:
+        raise ConfigError(format_errors([interpolation_problem(job_cfg, exc)])) from None
 
     def one_of(key: str, value: str, allowed: tuple[str, ...]) -> None:
         if value not in allowed:

@@ -113,6 +113,10 @@ def to_pair(row: dict, index: int, require_scores: bool) -> PreferencePair:
     if chosen.strip() == rejected.strip():
         raise ValueError("chosen and rejected responses are identical")
     score_c, score_r = _score(row, "score_chosen"), _score(row, "score_rejected")
+    if score_c is not None and score_r is not None and not math.isfinite(score_c - score_r):
+        # 1e308 - (-1e308) overflows: an infinite margin breaks every router, loss and plot downstream
+        raise ValueError(f"margin score_chosen - score_rejected = {score_c:g} - {score_r:g} is not finite "
+                         f"(overflows float64); rescale the scores")
     if require_scores and (score_c is None or score_r is None):
         key = "score_chosen" if score_c is None else "score_rejected"
         if key in getattr(row, "renamed", {}):  # a mapped column absent from this row: a bad row, not unscored data
@@ -184,3 +188,17 @@ def read_pairs(rows: Iterable[dict], source: str, on_invalid: str,
     counts = {"rows_read": len(pairs) + sum(skipped.values()), "skipped_invalid": dict(skipped),
               "duplicates_kept": len(duplicates)}
     return pairs, counts
+
+
+def negative_margin_warning(pairs: list[PreferencePair], chosen_column: str, rejected_column: str) -> Optional[str]:
+    """The warning for data where most scored pairs rate the rejected response higher (swapped
+    columns, most likely), else None. Such pairs still train, and a margin router sends them to SFT
+    on the lower-rated response, so the user hears about it once, with the fix."""
+    scored = [p for p in pairs if p.score_chosen is not None and p.score_rejected is not None]
+    negative = sum(p.score_chosen < p.score_rejected for p in scored)
+    if not scored or 2 * negative <= len(scored):
+        return None
+    return (f"{negative} of {len(scored)} scored pairs have score_chosen < score_rejected (a negative margin): "
+            f"are the columns swapped? If so, swap them back with dataset.columns.chosen={rejected_column} "
+            f"dataset.columns.rejected={chosen_column} (the responses) or dataset.columns.score_chosen=score_rejected "
+            f"dataset.columns.score_rejected=score_chosen (the scores)")

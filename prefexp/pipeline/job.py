@@ -14,7 +14,7 @@ from .difficulty import score_difficulty
 from .examples import training_examples
 from .fit import fit
 from .heldout import heldout_examples, split_heldout
-from .load import load_data
+from .load import check_step_fits_data, load_data
 from .model_source import ModelSource
 from .planning import plan_training
 from .probes import displacement_probes
@@ -31,6 +31,7 @@ def train(settings: Settings, resolved: dict, run_dir: Path) -> Path | None:
     run_dir.mkdir(parents=True, exist_ok=True)
     data = load_data(settings)                                   # rows -> pairs (+ K-response groups)
     data, held = split_heldout(settings, data)                   # held-out pairs, never trained on (or None)
+    check_step_fits_data(settings, data)                         # batch x accumulation x ranks <= pairs
     model = ModelSource(settings.config)                         # found (or built) on first use
     margins = score_difficulty(settings, data, model)            # every margin metric the run needs
     plan = plan_training(settings, data, margins, run_dir)       # route, weight, order: written once

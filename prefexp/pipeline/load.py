@@ -5,7 +5,7 @@ import logging
 from dataclasses import dataclass, field
 
 from ..config.validate import Settings
-from ..data.records import PreferencePair, read_pairs
+from ..data.records import PreferencePair, negative_margin_warning, read_pairs
 from ..data.sources import describe, load_rows
 from ..engine.groups import has_groups, keep_contrastive_groups
 from ..difficulty.metrics import needed_metrics
@@ -27,6 +27,10 @@ def load_data(settings: Settings) -> PairData:
     pairs, counts = read_pairs(load_rows(c.dataset), describe(c.dataset), c.dataset.on_invalid,
                                require_scores=needs_rating)
     summary = {"data": counts}  # what loading skipped or kept twice, beside the routing counts
+    columns = c.dataset.columns
+    swapped = negative_margin_warning(pairs, columns.chosen or "chosen", columns.rejected or "rejected")
+    if swapped:
+        log.warning(swapped)
     if not loss.needs_groups:
         return PairData(pairs, summary=summary)
     if not has_groups(pairs):
@@ -37,3 +41,14 @@ def load_data(settings: Settings) -> PairData:
     summary["groups"] = {"trained": len(kept), "left_out_without_contrast": dropped,
                          "group_positive": c.dataset.group_positive}
     return PairData(kept, use_groups=True, summary=summary)
+
+
+def check_step_fits_data(settings: Settings, data: PairData) -> None:
+    """Raise :class:`InputError` when one optimizer step needs more pairs than the data holds."""
+    from ..config.inputs import accumulation_problem
+    from ..engine.distributed import world_size
+    from ..errors import InputError
+
+    problem = accumulation_problem(settings.config, world_size(), len(data.pairs))
+    if problem:
+        raise InputError(problem)

@@ -15,6 +15,8 @@ from omegaconf import DictConfig
 from ..config import CONFIG_DIR
 from ..config.validate import ConfigError
 from ..data.records import InvalidRowError
+from ..errors import print_error
+from ..redact import install_log_redaction
 from .validate import validate_reward
 
 log = logging.getLogger("prefexp.reward")
@@ -22,20 +24,27 @@ log = logging.getLogger("prefexp.reward")
 
 @hydra.main(config_path=str(CONFIG_DIR), config_name="reward", version_base="1.3")
 def main(cfg: DictConfig) -> None:
+    install_log_redaction()  # no log line carries an API key (prefexp/redact.py)
     try:
         c = validate_reward(cfg)
     except ConfigError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print_error(exc)
         sys.exit(2)
     from .stage import run_reward_stage
 
     try:
         path = run_reward_stage(c, Path(c.paths.run_dir))
     except (InvalidRowError, FileNotFoundError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print_error(exc)
         sys.exit(2)
     print(f"reward scores: {path}", file=sys.stderr)
 
 
 if __name__ == "__main__":
+    from ..config.group_options import unknown_group_option
+
+    problem = unknown_group_option(sys.argv[1:], CONFIG_DIR)  # dataset=ultrafeedbak: one line, exit 2
+    if problem:
+        print_error(problem)
+        sys.exit(2)
     main()
