@@ -3,6 +3,10 @@
     python scripts/bench_train.py                      # CPU preset, every run, JSON in outputs/bench/
     python scripts/bench_train.py --preset gpu         # 0.5B Qwen2-shaped model, sequences up to 2048
     python scripts/bench_train.py --runs prefexp,trl --steps 4 --gradient-checkpointing
+    python scripts/bench_train.py --preset tiny-gpt2 [--tree ../main --tree .]  # the real-model path
+
+TRL is optional: without it the trl runs are skipped with a note (a bare GPU machine may lack it).
+The tiny-gpt2 preset runs ``python -m prefexp.train`` itself (scripts/bench_real_model.py).
 
 The main process writes one random-weight model (built from its config), a WordLevel tokenizer and
 a synthetic pair set with UltraFeedback-like length spread into a temporary folder, then runs each
@@ -315,6 +319,12 @@ def run_trl(name: str, s: dict, work: Path, pairs: list[dict], timer) -> dict:
             "log_history": trainer.state.log_history, "tokens_identical": same}
 
 
+def trl_available() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec("trl") is not None
+
+
 def worker(name: str, work: Path) -> None:
     import torch
 
@@ -323,7 +333,9 @@ def worker(name: str, work: Path) -> None:
     if s["threads"]:
         torch.set_num_threads(s["threads"])
     import transformers  # noqa: F401  (imports before the memory baseline)
-    import trl  # noqa: F401
+
+    if name.startswith("trl"):
+        import trl  # noqa: F401
 
     pairs = json.loads((work / "pairs.json").read_text())
     transformers.logging.set_verbosity_error()
@@ -383,7 +395,6 @@ def machine_info(device: str) -> dict:
     import tokenizers
     import torch
     import transformers
-    import trl
 
     cpu = platform.processor() or ""
     try:
@@ -391,7 +402,8 @@ def machine_info(device: str) -> dict:
     except (OSError, StopIteration):
         pass
     info = {"cpu": cpu, "cores": os.cpu_count(), "python": platform.python_version(), "torch": torch.__version__,
-            "transformers": transformers.__version__, "trl": trl.__version__, "tokenizers": tokenizers.__version__}
+            "transformers": transformers.__version__, "tokenizers": tokenizers.__version__,
+            "trl": __import__("trl").__version__ if trl_available() else None}
     if device == "cuda":
         info["gpu"] = torch.cuda.get_device_name(0)
     return info
@@ -455,7 +467,7 @@ def compare(runs: list[str], summary: dict) -> tuple[dict, dict]:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--preset", choices=sorted(PRESETS), default="cpu")
+    ap.add_argument("--preset", choices=sorted(PRESETS) + ["tiny-gpt2"], default="cpu")
     ap.add_argument("--runs", default=",".join(RUNS), help=f"comma-separated subset of {','.join(RUNS)}")
     ap.add_argument("--steps", type=int, help="measured optimizer steps (after the warm-up)")
     ap.add_argument("--warmup-steps", type=int)
@@ -469,12 +481,21 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--liger", action="store_true", help="Liger layer kernels for every run (GPU, if installed)")
     ap.add_argument("--out", type=Path, help="result JSON (default outputs/bench/<preset>-<time>.json)")
     ap.add_argument("--loss-tolerance", type=float, default=1e-3)
+    ap.add_argument("--tree", type=Path, action="append",
+                    help="tiny-gpt2 preset: a checkout whose prefexp to run (repeatable; default this one)")
+    ap.add_argument("--max-rows", type=int, default=64, help="tiny-gpt2 preset: dataset.max_rows")
+    ap.add_argument("--timeout", type=int, default=3600, help="tiny-gpt2 preset: seconds per run")
     ap.add_argument("--worker", help=argparse.SUPPRESS)
     ap.add_argument("--workdir", type=Path, help=argparse.SUPPRESS)
     a = ap.parse_args(argv)
     if a.worker:
         worker(a.worker, a.workdir)
         return 0
+    if a.preset == "tiny-gpt2":
+        sys.path.insert(0, str(Path(__file__).resolve().parent))
+        from bench_real_model import bench_tiny_gpt2
+
+        return bench_tiny_gpt2(a.tree or [REPO], a.max_rows, a.steps or 4, a.out, a.timeout)
 
     import torch
 
@@ -482,6 +503,9 @@ def main(argv: list[str] | None = None) -> int:
     unknown = sorted(set(runs) - set(RUNS))
     if unknown:
         ap.error(f"unknown run(s) {unknown}; choose from {list(RUNS)}")
+    if not trl_available() and any(r.startswith("trl") for r in runs):
+        print("note: TRL is not installed; skipping the trl runs (pip install trl to compare)")
+        runs = [r for r in runs if not r.startswith("trl")]
     preset = PRESETS[a.preset]
     device = "cuda" if a.preset == "gpu" else "cpu"
     if device == "cuda" and not torch.cuda.is_available():

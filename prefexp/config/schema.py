@@ -41,6 +41,9 @@ class ModelConfig:
     # (prefexp/data/chat_templates/*.jinja: plain, chatml, zephyr, llama3) or a .jinja file
     chat_template: Optional[str] = None
     sandbox: SandboxModelSpec = field(default_factory=SandboxModelSpec)
+    # from_pretrained's attention kernel: null (transformers' default, sdpa where supported) | sdpa |
+    # flash_attention_2 (CUDA + the flash_attn package, bf16/fp16 compute) | eager
+    attn_implementation: Optional[str] = None
 
 
 @dataclass
@@ -175,6 +178,9 @@ class TrainerConfig:
     generation_max_new_tokens: int = 64
     # --- scaling (prefexp.launch.ranks): ranks to start on this node; "auto" = every CUDA GPU (1 on CPU).
     devices: Any = 1
+    # TF32 matmuls / cuDNN convolutions (TrainingArguments.tf32) on Ampere+ GPUs: null = torch's
+    # default, true = on (skipped with a log line without such a GPU), false = off
+    tf32: Optional[bool] = None
 
 
 @dataclass

@@ -249,6 +249,9 @@ def validate(cfg: DictConfig) -> Settings:
 
     errors.extend(adapter_problems(c))
     errors.extend(heldout_problems(c))
+    from .gpu_checks import attn_implementation_problems
+
+    errors.extend(attn_implementation_problems(c))
 
     if errors:
         raise ConfigError(format_errors(errors))

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import dataclass, field
 from pathlib import Path
 
 ON_NONFINITE = ("stop", "skip")
@@ -34,6 +33,17 @@ def _rows_text(rows: list[int], most: int = 32) -> str:
     return shown + (f",... ({len(rows)} rows)" if len(rows) > most else "")
 
 
+def torch_isfinite(loss):
+    """A 0-d bool tensor on the loss's device (no host sync)."""
+    import torch
+
+    return torch.isfinite(loss.detach()).all()
+
+
+def _flat(batches: list) -> list[int]:
+    return [int(r) for rows in batches for r in (rows.tolist() if hasattr(rows, "tolist") else rows)]
+
+
 def is_finite(value) -> bool:
     """A float, a 0-d tensor or None (no value: nothing to check)."""
     if value is None:
@@ -43,23 +53,37 @@ def is_finite(value) -> bool:
     return math.isfinite(float(value))
 
 
-@dataclass
 class NonFiniteGuard:
-    """What the current optimizer step has seen (its micro-batches) and what was skipped so far."""
+    """What the current optimizer step has seen (its micro-batches) and what was skipped so far.
 
-    mode: str = "stop"
-    step_rows: list[int] = field(default_factory=list)
-    step_loss_finite: bool = True
-    skipped: list[dict] = field(default_factory=list)
-    previous_rows: list[int] = field(default_factory=list)  # the last finished step's rows
+    Without a host sync per micro-batch: the rows stay tensors and the losses' finiteness a
+    device flag until ``problem`` (once per optimizer step) or ``step_rows`` reads them."""
 
-    def see_micro_batch(self, rows: list[int], loss) -> None:
-        self.step_rows.extend(rows)
-        self.step_loss_finite = self.step_loss_finite and is_finite(loss)
+    def __init__(self, mode: str = "stop"):
+        self.mode = mode
+        self.skipped: list[dict] = []
+        self._rows: list = []  # per micro-batch: a list of ints or a 1-d tensor
+        self._previous: list = []  # the last finished step's
+        self._loss_finite = True  # a bool, or a 0-d bool tensor on the loss's device
+
+    @property
+    def step_rows(self) -> list[int]:
+        return _flat(self._rows)
+
+    @property
+    def previous_rows(self) -> list[int]:
+        return _flat(self._previous)
+
+    def see_micro_batch(self, rows, loss) -> None:
+        self._rows.append(rows)
+        if hasattr(loss, "detach"):
+            self._loss_finite = torch_isfinite(loss) & self._loss_finite
+        else:
+            self._loss_finite = self._loss_finite and is_finite(loss)
 
     def problem(self, grad_norm) -> str | None:
         """What is non-finite in the step just computed (None: nothing)."""
-        if not self.step_loss_finite:
+        if not bool(self._loss_finite):
             return "loss"
         if not is_finite(grad_norm):
             return "gradient norm"
@@ -69,7 +93,7 @@ class NonFiniteGuard:
         self.skipped.append({"step": step, "what": what, "rows": list(self.step_rows)})
 
     def next_step(self) -> None:
-        self.previous_rows, self.step_rows, self.step_loss_finite = self.step_rows, [], True
+        self._previous, self._rows, self._loss_finite = self._rows, [], True
 
     def write_summary(self, run_dir: Path) -> None:
         """``<run>/nonfinite.json``: how many optimizer steps were skipped, which, on which rows."""

@@ -12,7 +12,6 @@ engine/checkpoints.py), and a NaN / inf loss or gradient norm stops the run or s
 from __future__ import annotations
 
 import logging
-from collections import defaultdict
 from pathlib import Path
 
 import torch
@@ -23,6 +22,7 @@ from .artifacts import LOSS_STATE
 from .checkpoints import newest_complete_checkpoint, pause_for_tests, publish, staging_dir, writing_checkpoint
 from .groups import dense_groups
 from .logps import forward_logps, forward_token_logps
+from .metric_window import MetricWindow
 from .nonfinite import NonFiniteGuard, NonFiniteStop, is_finite
 from .stages import staged_scheduler
 
@@ -36,10 +36,10 @@ class PreferenceTrainer(Trainer):
         self.lr_stages = lr_stages  # curriculum.stages: per-stage schedules (engine/stages.py), or None
         # The loss is already a batch mean; the Trainer must still divide by accumulation steps.
         self.model_accepts_loss_kwargs = False
-        self._stored: dict[str, list[float]] = defaultdict(list)
+        self._stored = MetricWindow()
         self.nonfinite = NonFiniteGuard(on_nonfinite)
         self._saving = False  # inside _save_checkpoint: the Trainer writes into the staging dir
-        self._stored_eval: dict[str, list[float]] = defaultdict(list)  # held-out batches (model.eval())
+        self._stored_eval = MetricWindow()  # held-out batches (model.eval())
 
     def create_scheduler(self, num_training_steps: int, optimizer=None):
         if self.lr_stages is None or self.lr_scheduler is not None:
@@ -116,49 +116,47 @@ class PreferenceTrainer(Trainer):
         return loss.detach(), None, None
 
     @torch.no_grad()
-    def _store(self, out, inputs: dict, s: dict[str, list[float]]) -> None:
-        s["rewards/chosen"].append(out.chosen_rewards.mean().item())
-        s["rewards/rejected"].append(out.rejected_rewards.mean().item())
+    def _store(self, out, inputs: dict, s: MetricWindow) -> None:
+        """This micro-batch's scalars, kept on the device until the logging step (metric_window.py)."""
+        s.add("rewards/chosen", out.chosen_rewards.mean())
+        s.add("rewards/rejected", out.rejected_rewards.mean())
         margins = out.chosen_rewards - out.rejected_rewards
-        s["rewards/margins"].append(margins.mean().item())
-        s["rewards/accuracies"].append((margins > 0).float().mean().item())
-        s["logps/chosen"].append(inputs["policy_chosen_logps"].mean().item())
-        s["logps/rejected"].append(inputs["policy_rejected_logps"].mean().item())
+        s.add("rewards/margins", margins.mean())
+        s.add("rewards/accuracies", (margins > 0).float().mean())
+        s.add("logps/chosen", inputs["policy_chosen_logps"].mean())
+        s.add("logps/rejected", inputs["policy_rejected_logps"].mean())
         if "difficult" in inputs:
             difficult = inputs["difficult"]
-            s["route/sft_fraction"].append(difficult.float().mean().item())
+            s.add("route/sft_fraction", difficult.float().mean())
             # split by route, so likelihood displacement on difficult pairs is visible
             for name, mask in (("difficult", difficult), ("easy", ~difficult)):
-                if mask.any():
-                    s[f"logps/chosen/{name}"].append(inputs["policy_chosen_logps"][mask].mean().item())
-                    s[f"logps/rejected/{name}"].append(inputs["policy_rejected_logps"][mask].mean().item())
-                    s[f"rewards/accuracies/{name}"].append((margins[mask] > 0).float().mean().item())
-                    s[f"rewards/margins/{name}"].append(margins[mask].mean().item())
-                    s[f"loss/{name}"].append(out.losses[mask].mean().item())
+                s.add_masked_mean(f"logps/chosen/{name}", inputs["policy_chosen_logps"], mask)
+                s.add_masked_mean(f"logps/rejected/{name}", inputs["policy_rejected_logps"], mask)
+                s.add_masked_mean(f"rewards/accuracies/{name}", (margins > 0).float(), mask)
+                s.add_masked_mean(f"rewards/margins/{name}", margins, mask)
+                s.add_masked_mean(f"loss/{name}", out.losses, mask)
         for key, value in out.metrics.items():
             if key == "route/sft_fraction" and "difficult" in inputs:
                 continue  # already recorded from the router's mask
-            s[key].append(float(value))
+            s.add(key, value)
 
     def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
         if "loss" in logs and self._stored:  # training logs only, not the final summary
-            for key, values in self._stored.items():
-                logs[key] = sum(values) / len(values)
-            self._stored.clear()
+            logs.update(self._stored.means())
         if "loss" in logs and self.nonfinite.mode == "skip":
             logs["nonfinite/skipped"] = len(self.nonfinite.skipped)  # cumulative: optimizer steps skipped so far
         if "eval_loss" in logs and self._stored_eval:  # one evaluation: TRL's eval_* names
-            for key, values in self._stored_eval.items():
-                logs[f"eval_{key}"] = sum(values) / len(values)
-            self._stored_eval.clear()
+            logs.update({f"eval_{key}": value for key, value in self._stored_eval.means().items()})
         super().log(logs, start_time)
 
     # --- non-finite guard -------------------------------------------------------------------------
     def _check_loss(self, inputs: dict, loss: torch.Tensor) -> None:
-        """Per micro-batch: remember its rows; a non-finite loss in stop mode ends the run here,
-        before its backward (under DeepSpeed the backward is also the optimizer step)."""
-        self.nonfinite.see_micro_batch(inputs["index"].tolist() if "index" in inputs else [], loss)
-        if self.nonfinite.mode == "stop" and not is_finite(loss):
+        """Per micro-batch: remember its rows and whether its loss is finite (stop mode: checked
+        before the optimizer applies the step)."""
+        self.nonfinite.see_micro_batch(inputs["index"] if "index" in inputs else [], loss)
+        # Under DeepSpeed the backward applies the step: check here (a host sync per micro-batch).
+        # Otherwise ``_get_grad_norm`` stops on the step's loss flag, still before optimizer.step().
+        if self.nonfinite.mode == "stop" and self.is_deepspeed_enabled and not is_finite(loss):
             self._stop_nonfinite("loss")
 
     def _get_grad_norm(self, model, grad_norm=None):

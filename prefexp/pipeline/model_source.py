@@ -7,12 +7,22 @@ reference is exactly the policy with its adapter off; ``load_policy`` adds the a
 """
 from __future__ import annotations
 
+import logging
 from functools import cached_property
 from pathlib import Path
 
 from ..config.schema import TrainConfig
 from ..engine.adapters import attach_adapter, log_trainable_parameters, quantization_config, uses_adapter
 from ..engine.model_path import resolve_model_path
+from ..engine.precision import describe_policy_precision, policy_dtype
+
+log = logging.getLogger(__name__)
+
+
+def torch_dtype(name: str):
+    import torch
+
+    return {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}[name]
 
 
 class ModelSource:
@@ -55,13 +65,13 @@ class ModelSource:
 
     @property
     def dtype(self):
-        import torch
+        """``model.dtype`` as a torch dtype: the dtype of frozen copies (reference, adapter base)."""
+        return torch_dtype(self.config.model.dtype)
 
-        return {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}[self.config.model.dtype]
-
-    def load(self, path: str | None = None):
-        """A fresh copy of the weights at ``path`` (default: the policy's), in the run's dtype;
-        the policy's own weights in 4 bits with ``adapter=qlora``."""
+    def load(self, path: str | None = None, dtype: str | None = None):
+        """A fresh copy of the weights at ``path`` (default: the policy's), in ``dtype`` (default
+        ``model.dtype``) with ``model.attn_implementation``; the policy's own weights in 4 bits
+        with ``adapter=qlora``."""
         from transformers import AutoModelForCausalLM
 
         kwargs = {}
@@ -70,13 +80,17 @@ class ModelSource:
             from ..engine.distributed import local_device
 
             kwargs = {"quantization_config": quantization, "device_map": {"": local_device()}}
-        return AutoModelForCausalLM.from_pretrained(path or self.path, dtype=self.dtype,
+        if self.config.model.attn_implementation is not None:
+            kwargs["attn_implementation"] = self.config.model.attn_implementation
+        return AutoModelForCausalLM.from_pretrained(path or self.path, dtype=torch_dtype(dtype or self.config.model.dtype),
                                                     trust_remote_code=self.config.model.trust_remote_code, **kwargs)
 
     def load_policy(self, prepare=None):
         """The model to train: the base (``prepare(model)`` applied, e.g. dropout off) plus a fresh
-        adapter when ``adapter`` is lora or qlora. Logs the trainable-parameter count."""
-        policy = self.load()
+        adapter when ``adapter`` is lora or qlora, its trained weights in float32 unless DeepSpeed
+        keeps the master copy (engine/precision.py). Logs the trainable-parameter count."""
+        log.info(describe_policy_precision(self.config))
+        policy = self.load(dtype=policy_dtype(self.config))
         if prepare is not None:
             prepare(policy)
         if uses_adapter(self.config.adapter):

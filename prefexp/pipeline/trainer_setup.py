@@ -14,6 +14,7 @@ from ..engine.artifacts import MetricsFileCallback
 from ..engine.distributed import cpu_ranks, deepspeed_dict, is_main_process, prepare_deepspeed, world_size
 from ..engine.eval_callbacks import EvalMetricsFileCallback, GenerationLogCallback, HeldOutPrompt
 from ..engine.last_step_log import LogLastStepCallback
+from ..engine.precision import tf32_argument
 from ..engine.probes import ProbeCallback
 from ..engine.memory import PeakMemoryCallback
 from ..engine.throughput import ThroughputCallback
@@ -116,6 +117,7 @@ def training_arguments(c: TrainConfig, run_dir: Path, evaluating: bool = False):
         max_grad_norm=t.max_grad_norm,
         bf16=t.precision == "bf16",
         fp16=t.precision == "fp16",
+        tf32=tf32_argument(t.tf32),  # None without an Ampere+ GPU
         activation_checkpointing=t.gradient_checkpointing,  # transformers 5.23's name (gradient_checkpointing warns)
         torch_compile=t.torch_compile,
         logging_steps=t.logging_steps,
