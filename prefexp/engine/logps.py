@@ -7,6 +7,11 @@ only to the final hidden states of the positions that predict a response token, 
 (``fused_logps.hidden_token_logps``). Models whose head does more than ``W h + b`` (logit
 soft-capping or scaling), and sharded heads (ZeRO-3, FSDP), use the full-logits path, whose
 log-softmax is itself chunked over positions (``token_logps``).
+
+``mean_logits``: a dict to receive, per sequence, the sum over its response positions of the
+logits' mean over the vocabulary (TRL's ``logits/chosen`` / ``logits/rejected`` are these sums
+over the batch divided by its response tokens). The fused path gets it without the logits: the
+vocabulary mean of ``W h + b`` is ``h . mean_v(W) + mean_v(b)``.
 """
 from __future__ import annotations
 
@@ -63,6 +68,19 @@ def _final_hidden(model, **inputs) -> Tensor:
     return out.hidden_states[-1]
 
 
+def _head_mean_logits(model, hidden: Tensor) -> Tensor:
+    """[M] vocabulary mean of the head's logits of hidden states [M, H], in float32, exactly
+    (the mean of a linear map is the map of the mean row)."""
+    head = _unwrap(model).get_output_embeddings()
+    w_mean = head.weight.detach().float().mean(0)  # [H]
+    b_mean = head.bias.detach().float().mean() if head.bias is not None else 0.0
+    return hidden.detach().float() @ w_mean + b_mean
+
+
+def _per_sequence(values: Tensor, sequences: Tensor, n: int) -> Tensor:
+    return torch.zeros(n, dtype=torch.float32, device=values.device).index_add(0, sequences, values.float())
+
+
 def _head_logps(model, hidden: Tensor, targets: Tensor) -> Tensor:
     head = _unwrap(model).get_output_embeddings()
     return hidden_token_logps(hidden, head.weight, head.bias, targets)  # [M]
@@ -87,37 +105,45 @@ def _packed_mask(model, batch: dict[str, Tensor]) -> Tensor:
     raise ValueError(f"packed batches need attn_implementation 'sdpa' or 'eager' (a custom 4-D mask); got {impl!r}")
 
 
-def _forward_packed(model, batch: dict[str, Tensor], fused: bool) -> tuple[Tensor, Tensor]:
+def _forward_packed(model, batch: dict[str, Tensor], fused: bool, mean_logits: dict | None = None) -> tuple[Tensor, Tensor]:
     inputs = {"input_ids": batch["input_ids"], "position_ids": batch["position_ids"],
               "attention_mask": _packed_mask(model, batch)}
     positions, targets = batch["logp_positions"], batch["logp_targets"]  # [M], [M]
     if fused:
         hidden = _final_hidden(model, **inputs)  # [R, W, H]
-        per_token = _head_logps(model, hidden.reshape(-1, hidden.shape[-1])[positions], targets)  # [M]
+        picked_hidden = hidden.reshape(-1, hidden.shape[-1])[positions]  # [M, H]
+        per_token = _head_logps(model, picked_hidden, targets)  # [M]
+        token_means = _head_mean_logits(model, picked_hidden) if mean_logits is not None else None
     else:
         logits = model(**inputs, use_cache=False).logits  # [R, W, V]
         picked = logits.reshape(-1, logits.shape[-1])[positions]  # [M, V]
         per_token = chunked_token_logps(picked[None], targets[None])[0]  # [M]
+        token_means = picked.detach().float().mean(-1) if mean_logits is not None else None
     lengths = batch["response_lengths"]  # [2B]
+    if mean_logits is not None:
+        mean_logits["sums"] = _per_sequence(token_means, batch["logp_sequences"], lengths.shape[0])
     logps = torch.zeros(lengths.shape[0], dtype=torch.float32, device=per_token.device)
     return logps.index_add(0, batch["logp_sequences"], per_token), lengths
 
 
-def forward_logps(model, batch: dict[str, Tensor], head: str = "auto") -> tuple[Tensor, Tensor]:
+def forward_logps(model, batch: dict[str, Tensor], head: str = "auto",
+                  mean_logits: dict | None = None) -> tuple[Tensor, Tensor]:
     """One forward over the concatenated batch; returns ([2B] summed logps, [2B] lengths).
 
     Rows 0..B-1 are the chosen responses, B..2B-1 the rejected ones, in either layout. ``head``:
     ``"fused"`` (LM head on response positions only), ``"logits"`` (the model's full logits) or
-    ``"auto"`` (fused when ``fused_head_supported(model)``). Log-probs are float32.
+    ``"auto"`` (fused when ``fused_head_supported(model)``). Log-probs are float32. A
+    ``mean_logits`` dict receives ``"sums"`` [2B] (see the module docstring).
     """
     fused = _use_fused(model, head)
     if is_packed(batch):
-        return _forward_packed(model, batch, fused)
-    logps, lengths, _ = forward_token_logps(model, batch, head)
+        return _forward_packed(model, batch, fused, mean_logits)
+    logps, lengths, _ = forward_token_logps(model, batch, head, mean_logits)
     return logps, lengths
 
 
-def forward_token_logps(model, batch: dict[str, Tensor], head: str = "auto") -> tuple[Tensor, Tensor, Tensor]:
+def forward_token_logps(model, batch: dict[str, Tensor], head: str = "auto",
+                        mean_logits: dict | None = None) -> tuple[Tensor, Tensor, Tensor]:
     """As :func:`forward_logps` for the padded layout, plus the per-token log-probs [N, T-1]
     (column j scores token j+1; 0 outside the response), which token cleaning masks."""
     if is_packed(batch):
@@ -127,9 +153,13 @@ def forward_token_logps(model, batch: dict[str, Tensor], head: str = "auto") -> 
     if not _use_fused(model, head):
         out = model(input_ids=input_ids, attention_mask=batch["attention_mask"], use_cache=False)
         dense = token_logps(out.logits, input_ids) * scored  # [N, T-1]
+        if mean_logits is not None:
+            mean_logits["sums"] = (out.logits[:, :-1].detach().float().mean(-1) * scored).sum(-1)
         return dense.sum(-1), scored.sum(-1).to(torch.float32), dense
     hidden = _final_hidden(model, input_ids=input_ids, attention_mask=batch["attention_mask"])  # [N, T, H]
     rows, cols = scored.nonzero(as_tuple=True)  # [M] each
     per_token = _head_logps(model, hidden[rows, cols], input_ids[rows, cols + 1])  # [M]
+    if mean_logits is not None:
+        mean_logits["sums"] = _per_sequence(_head_mean_logits(model, hidden[rows, cols]), rows, scored.shape[0])
     dense = torch.zeros(scored.shape, dtype=torch.float32, device=per_token.device).index_put((rows, cols), per_token)
     return dense.sum(-1), scored.sum(-1).to(torch.float32), dense
