@@ -41,6 +41,11 @@ def saved_run_id(run_dir: Path) -> str | None:
 _last_logged_step = {"step": -1}  # the highest _step already in this run's files (resume)
 
 
+def last_logged_step() -> int:
+    """The highest ``_step`` of this run in its files from before this start (-1: none)."""
+    return _last_logged_step["step"]
+
+
 def log_at_step(values: dict, step: int) -> bool:
     """Add ``values`` to the W&B history row of ``step`` (rows merge until a later step is
     logged); False when no run is open or the step is already on disk from before a resume."""

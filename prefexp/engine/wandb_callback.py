@@ -9,15 +9,23 @@ memory, throughput) to the same logs, so they used to make rows of their own. Th
 added last (``pipeline.trainer_setup``), sees the complete logs, and logs them through
 ``logger.log_at_step``: held-out generations logged at an evaluation of the same step join that
 row, and a resumed run continues after the steps already on disk.
+
+A run killed with SIGKILL loses what W&B's service still buffered (wandb 0.31 offline: the
+killed segment's file held only its 7-byte header). On resume the steps up to the checkpoint that
+are in ``metrics.jsonl`` but in no W&B file are logged again from there, so the history has every
+logging step once.
 """
 from __future__ import annotations
 
+import json
 import logging
+from pathlib import Path
+from typing import Optional
 
 from transformers.integrations import WandbCallback
 from transformers.integrations.integration_utils import rewrite_logs
 
-from ..logger import log_at_step
+from ..logger import last_logged_step, log_at_step
 
 log = logging.getLogger(__name__)
 # the Trainer's end-of-training figures: W&B summary, not history (as transformers' callback)
@@ -25,6 +33,29 @@ _SUMMARY_ONLY = ("train_runtime", "train_samples_per_second", "train_steps_per_s
 
 
 class PrefexpWandbCallback(WandbCallback):
+    def __init__(self, metrics_file: Optional[Path] = None):
+        super().__init__()
+        self.metrics_file = metrics_file  # metrics.jsonl: the backfill source on resume
+
+    def on_train_begin(self, args, state, control, model=None, **kwargs):
+        super().on_train_begin(args, state, control, model=model, **kwargs)
+        if state.is_world_process_zero and state.global_step > 0 and self._wandb is not None:
+            self._backfill(state.global_step)
+
+    def _backfill(self, resumed_at: int) -> None:
+        """Log the metrics.jsonl rows of steps after the last one on disk, up to the checkpoint."""
+        if self.metrics_file is None or not self.metrics_file.is_file():
+            return
+        done = last_logged_step()
+        rows = [json.loads(line) for line in self.metrics_file.read_text().splitlines() if line.strip()]
+        missing = [r for r in rows if done < r.get("step", 0) <= resumed_at]
+        for row in missing:
+            step = row.pop("step")
+            log_at_step({**rewrite_logs(row), "train/global_step": step}, step)
+        if missing:
+            log.info("W&B: %d logging step(s) up to step %d were not in the run's files (a killed run); "
+                     "logged again from %s", len(missing), resumed_at, self.metrics_file)
+
     def setup(self, args, state, model, **kwargs):
         if self._wandb is None:
             return

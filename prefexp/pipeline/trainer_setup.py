@@ -53,7 +53,7 @@ def build_trainer(settings: Settings, examples: list[dict], probes: Displacement
     if uses_wandb(c):  # last: it logs the keys the callbacks above added to the same logs
         from ..engine.wandb_callback import PrefexpWandbCallback
 
-        trainer.add_callback(PrefexpWandbCallback())
+        trainer.add_callback(PrefexpWandbCallback(run_dir / "metrics.jsonl"))
     return trainer
 
 
