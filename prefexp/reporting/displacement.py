@@ -60,7 +60,8 @@ def displacement_figure(arms: Sequence[Arm]):
     for row_axes, name in zip(axes, sets):
         for ax, side in zip(row_axes, SIDES):
             step_panel(ax, arms, f"{name}/{side}", displacement_rows, f"{name}: change in {side} log-prob",
-                       ylabel=f"{side} log-prob - its step-0 value (nats)")
+                       ylabel=("log-prob margin (chosen - rejected)" if side == "margin" else f"{side} log-prob")
+                       + " - its step-0 value (nats)")
             ax.axhline(0.0, color="grey", linewidth=0.8)
     step_panel(axes[0][-1], arms, "learning_rate", displacement_rows, "learning rate in effect")
     for row_axes in axes[1:]:
