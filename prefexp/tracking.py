@@ -1,5 +1,9 @@
-"""W&B start-up for a training run: mode (online only with a key), group (the sweep), name (the
-job's overrides), tags from the config; and its orderly end."""
+"""W&B start-up for a training run: mode (online only with a key), group (the sweep), a short
+name (``mixdpo-tau0.5-s1``), the composed config and tags of what the run uses; its orderly end.
+
+``loss``, ``seed``, and ``router``, ``curriculum``, ``tau`` only where the run uses them
+(``reporting.axes``), are both tags (``loss:mixdpo``, ``seed:1``, ``tau:0.5``) and config; a DPO
+run carries no ``tau`` and no router it ignores."""
 from __future__ import annotations
 
 import logging
@@ -9,6 +13,7 @@ from pathlib import Path
 from typing import Sequence
 
 from .launch.naming import run_name, sweep_group
+from .reporting.axes import router_is_used, tau_is_used
 
 log = logging.getLogger(__name__)
 
@@ -24,8 +29,40 @@ def start_tracking(settings, resolved: dict, run_dir: Path, overrides: Sequence[
     group = tracking_group(c, sweep_dir)
     logger_cfg = replace(c.logger, mode=wandb_mode(c.logger.mode), group=group)
     os.environ["WANDB_JOB_TYPE"] = c.logger.job_type
-    tags = [f"loss:{settings.loss_name}", f"tau:{c.tau}", f"router:{c.router.name}", f"curriculum:{c.curriculum.order}"]
-    return start_wandb(logger_cfg, resolved, run_dir, c.logger.name or run_name(overrides), tags)
+    used = used_headline(resolved, settings.loss_name)
+    tags = [f"{key}:{value}" for key, value in used.items()]
+    name = c.logger.name or run_name(resolved, _choices(settings.loss_name), overrides)
+    return start_wandb(logger_cfg, wandb_config(resolved, used), run_dir, name, tags)
+
+
+def _choices(loss_name: str) -> dict:
+    """Hydra's config group choices of this job (just the loss outside Hydra)."""
+    from hydra.core.hydra_config import HydraConfig
+
+    if HydraConfig.initialized():
+        return dict(HydraConfig.get().runtime.choices)
+    return {"loss": loss_name}
+
+
+def used_headline(resolved: dict, loss_name: str) -> dict:
+    """{loss, seed[, router][, curriculum][, tau]}: what a dashboard filters on, only where used."""
+    out = {"loss": loss_name, "seed": resolved.get("seed")}
+    if router_is_used(resolved):
+        out["router"] = resolved["router"].get("name")
+    curriculum = (resolved.get("curriculum") or {}).get("order", "none")
+    if curriculum != "none":
+        out["curriculum"] = curriculum
+    if tau_is_used(resolved) and resolved.get("tau") is not None:
+        out["tau"] = resolved["tau"]
+    return out
+
+
+def wandb_config(resolved: dict, used: dict) -> dict:
+    """The composed config as it is nested, the loss named (``loss.name``), and the router,
+    curriculum and tau left out where the run does not use them."""
+    config = {k: v for k, v in resolved.items() if k not in ("router", "curriculum", "tau") or k in used}
+    config["loss"] = {"name": used["loss"], **(resolved.get("loss") or {})}
+    return config
 
 
 def tracking_group(c, sweep_dir: str | None) -> str | None:

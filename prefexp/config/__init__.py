@@ -23,6 +23,15 @@ def short_dirname(text: str, limit: int = 120) -> str:
     return f"{text[:limit]}-{hashlib.sha256(text.encode()).hexdigest()[:8]}"
 
 
+def job_name(*, _root_) -> str:
+    """``${prefexp_job_name:}``: a sweep job's dir name (``prefexp.launch.naming``; imported on use)."""
+    from ..launch.naming import job_dir_name
+
+    return job_dir_name(_root_=_root_)
+
+
+if not OmegaConf.has_resolver("prefexp_job_name"):
+    OmegaConf.register_new_resolver("prefexp_job_name", job_name)
 if not OmegaConf.has_resolver("prefexp_root"):
     OmegaConf.register_new_resolver("prefexp_root", lambda: str(PROJECT_ROOT))
 if not OmegaConf.has_resolver("prefexp_short"):

@@ -108,9 +108,12 @@ class GenerationLogCallback(TrainerCallback):
 def _log_wandb_table(rows: list[dict], step: int) -> None:
     import sys
 
+    from ..logger import log_at_step
+
     wandb = sys.modules.get("wandb")  # only when the run already imported it (logger=wandb)
     if wandb is None or wandb.run is None:
         return
     columns = list(rows[0])
-    wandb.log({"generations": wandb.Table(columns=columns, data=[[r[c] for c in columns] for r in rows]),
-               "train/global_step": step})
+    # the row of this step: the evaluation runs after the step's training log
+    log_at_step({"generations": wandb.Table(columns=columns, data=[[r[c] for c in columns] for r in rows]),
+                 "train/global_step": step}, step)

@@ -120,6 +120,20 @@ def head_logps(spec: LinearHead, rows: Tensor, targets: Tensor,
     return _unsharded(spec, rows, targets, check_rows)
 
 
+@torch.no_grad()
+def head_mean_logits(spec: LinearHead, rows: Tensor) -> Tensor | None:
+    """The vocabulary mean of the head's logits [M] float32 for hidden states ``rows`` [M, H]:
+    the mean of a linear map is the map of the mean row. None for a soft-capped head (tanh is not
+    linear) or a ZeRO-3 shard (not worth a gather for a logged metric)."""
+    if spec.softcap is not None or spec.sharded:
+        return None
+    w, b = spec.module.weight, spec.module.bias
+    mean = rows.detach().float() @ w.detach().float().mean(0)
+    if b is not None:
+        mean = mean + b.detach().float().mean()
+    return spec.scale * mean
+
+
 def _unsharded(spec: LinearHead, rows: Tensor, targets: Tensor, check_rows: Tensor | None):
     w, b = spec.module.weight, spec.module.bias
     per_token = hidden_token_logps(rows, w, b, targets, scale=spec.scale, softcap=spec.softcap)

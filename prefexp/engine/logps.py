@@ -9,13 +9,20 @@ only to the final hidden states of the positions that predict a response token, 
 ZeRO-3 partitioned weights included) and checked against the model's own logits on first use;
 the others use the full-logits path, whose log-softmax is itself chunked over positions
 (``token_logps``).
+
+``mean_logits``: a dict to receive, as ``"sums"`` [2B], per sequence the sum over its response
+positions of the logits' mean over the vocabulary (TRL's ``logits/chosen`` / ``logits/rejected``
+are these sums over the batch divided by its response tokens). The fused path gets it without the
+logits: the vocabulary mean of ``s (W h + b)`` is ``s (h . mean_v(W) + mean_v(b))``; a soft-capped
+or ZeRO-3 sharded head leaves the dict empty (the mean of ``tanh`` is not linear, and gathering
+the weight for a logged metric is not worth a collective).
 """
 from __future__ import annotations
 
 import torch
 from torch import Tensor
 
-from .fused_head import CHECKED, head_agrees, head_logps, linear_head
+from .fused_head import CHECKED, head_agrees, head_logps, head_mean_logits, linear_head
 from .fused_logps import chunked_token_logps
 from .packing import is_packed, tree_attention_mask
 
@@ -60,7 +67,7 @@ def _use_fused(model, head: str) -> bool:
 
 
 def _fused_logps(model, inputs: dict[str, Tensor], flat_positions: Tensor, targets: Tensor,
-                 head: str) -> Tensor | None:
+                 head: str, mean_logits: dict | None = None) -> Tensor | None:
     """Log-probs [M] of ``targets`` predicted from the final hidden states at ``flat_positions``
     (indices into the [N * T] positions); None when the model's first-use check failed.
 
@@ -76,12 +83,18 @@ def _fused_logps(model, inputs: dict[str, Tensor], flat_positions: Tensor, targe
         return None
     hidden = out.hidden_states[-1]  # [N, T, H], post-norm: what the model's head sees
     rows = hidden.reshape(-1, hidden.shape[-1])[flat_positions]  # [M, H]
+    if mean_logits is not None:
+        token_means = head_mean_logits(spec, rows)  # [M] or None
+        if token_means is not None:
+            mean_logits["token_means"] = token_means
     if base in CHECKED:
         return head_logps(spec, rows, targets)
     per_token, own = head_logps(spec, rows, targets, check_rows=hidden[:, -1].detach())
     CHECKED[base] = head_agrees(own, out.logits[:, -1].detach(), type(base).__name__)
     if CHECKED[base]:
         return per_token
+    if mean_logits is not None:
+        mean_logits.pop("token_means", None)  # the full-logits path recomputes it
     if head == "fused":
         raise ValueError(f"head='fused': the fused LM head of {type(base).__name__} does not reproduce its "
                          "logits (see the warning above); use head='auto'")
@@ -99,34 +112,46 @@ def _packed_mask(model, batch: dict[str, Tensor]) -> Tensor:
     raise ValueError(f"packed batches need attn_implementation 'sdpa' or 'eager' (a custom 4-D mask); got {impl!r}")
 
 
-def _forward_packed(model, batch: dict[str, Tensor], head: str) -> tuple[Tensor, Tensor]:
+def _per_sequence(values: Tensor, sequences: Tensor, n: int) -> Tensor:
+    return torch.zeros(n, dtype=torch.float32, device=values.device).index_add(0, sequences, values.float())
+
+
+def _forward_packed(model, batch: dict[str, Tensor], head: str, mean_logits: dict | None) -> tuple[Tensor, Tensor]:
     inputs = {"input_ids": batch["input_ids"], "position_ids": batch["position_ids"],
               "attention_mask": _packed_mask(model, batch)}
     positions, targets = batch["logp_positions"], batch["logp_targets"]  # [M], [M]
-    per_token = _fused_logps(model, inputs, positions, targets, head) if _use_fused(model, head) else None
+    per_token = (_fused_logps(model, inputs, positions, targets, head, mean_logits)
+                 if _use_fused(model, head) else None)
     if per_token is None:
         logits = model(**inputs, use_cache=False).logits  # [R, W, V]
         picked = logits.reshape(-1, logits.shape[-1])[positions]  # [M, V]
         per_token = chunked_token_logps(picked[None], targets[None])[0]  # [M]
+        if mean_logits is not None:
+            mean_logits["token_means"] = picked.detach().mean(-1, dtype=torch.float32)
     lengths = batch["response_lengths"]  # [2B]
-    logps = torch.zeros(lengths.shape[0], dtype=torch.float32, device=per_token.device)
-    return logps.index_add(0, batch["logp_sequences"], per_token), lengths
+    sequences = batch["logp_sequences"]
+    if mean_logits is not None and "token_means" in mean_logits:
+        mean_logits["sums"] = _per_sequence(mean_logits.pop("token_means"), sequences, lengths.shape[0])
+    return _per_sequence(per_token, sequences, lengths.shape[0]), lengths
 
 
-def forward_logps(model, batch: dict[str, Tensor], head: str = "auto") -> tuple[Tensor, Tensor]:
+def forward_logps(model, batch: dict[str, Tensor], head: str = "auto",
+                  mean_logits: dict | None = None) -> tuple[Tensor, Tensor]:
     """One forward over the concatenated batch; returns ([2B] summed logps, [2B] lengths).
 
     Rows 0..B-1 are the chosen responses, B..2B-1 the rejected ones, in either layout. ``head``:
     ``"fused"`` (LM head on response positions only), ``"logits"`` (the model's full logits) or
-    ``"auto"`` (fused when ``fused_head_supported(model)``). Log-probs are float32.
+    ``"auto"`` (fused when ``fused_head_supported(model)``). Log-probs are float32. A
+    ``mean_logits`` dict receives ``"sums"`` [2B] (see the module docstring).
     """
     if is_packed(batch):
-        return _forward_packed(model, batch, head)
-    logps, lengths, _ = forward_token_logps(model, batch, head)
+        return _forward_packed(model, batch, head, mean_logits)
+    logps, lengths, _ = forward_token_logps(model, batch, head, mean_logits)
     return logps, lengths
 
 
-def forward_token_logps(model, batch: dict[str, Tensor], head: str = "auto") -> tuple[Tensor, Tensor, Tensor]:
+def forward_token_logps(model, batch: dict[str, Tensor], head: str = "auto",
+                        mean_logits: dict | None = None) -> tuple[Tensor, Tensor, Tensor]:
     """As :func:`forward_logps` for the padded layout, plus the per-token log-probs [N, T-1]
     (column j scores token j+1; 0 outside the response), which token cleaning masks."""
     if is_packed(batch):
@@ -137,11 +162,16 @@ def forward_token_logps(model, batch: dict[str, Tensor], head: str = "auto") -> 
     lengths = scored.sum(-1).to(torch.float32)
     if _use_fused(model, head):
         rows, cols = scored.nonzero(as_tuple=True)  # [M] each
-        per_token = _fused_logps(model, inputs, rows * input_ids.shape[1] + cols, input_ids[rows, cols + 1], head)
+        per_token = _fused_logps(model, inputs, rows * input_ids.shape[1] + cols, input_ids[rows, cols + 1], head,
+                                 mean_logits)
         if per_token is not None:
             dense = torch.zeros(scored.shape, dtype=torch.float32, device=per_token.device)
             dense = dense.index_put((rows, cols), per_token)  # [N, T-1]
+            if mean_logits is not None and "token_means" in mean_logits:
+                mean_logits["sums"] = _per_sequence(mean_logits.pop("token_means"), rows, scored.shape[0])
             return dense.sum(-1), lengths, dense
     out = model(**inputs, use_cache=False)
     dense = token_logps(out.logits, input_ids) * scored  # [N, T-1]
+    if mean_logits is not None:
+        mean_logits["sums"] = (out.logits[:, :-1].detach().mean(-1, dtype=torch.float32) * scored).sum(-1)
     return dense.sum(-1), lengths, dense

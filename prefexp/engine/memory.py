@@ -126,14 +126,4 @@ class PeakMemoryCallback(TrainerCallback):
         if state.is_world_process_zero:
             log.info("peak memory, steps up to %d: %s", state.global_step,
                      ", ".join(f"{k.removeprefix('memory/')}={v:.0f}" for k, v in window.items()))
-            _log_to_wandb(logs, state.global_step)
-
-
-def _log_to_wandb(logs: dict, step: int) -> None:
-    """The WandbCallback ran before this one for this log; send the memory keys ourselves."""
-    wandb = sys.modules.get("wandb")
-    if wandb is None or getattr(wandb, "run", None) is None:
-        return
-    keys = {f"train/{k}": v for k, v in logs.items() if k.startswith("memory/")}
-    if keys:
-        wandb.run.log({**keys, "train/global_step": step})
+        # W&B: engine.wandb_callback runs after this callback and logs these keys in the step's row

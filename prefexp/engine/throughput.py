@@ -6,10 +6,9 @@ count into a rate over each logging window and adds ``throughput/tokens_per_seco
 ETA of the run, ``throughput/eta_s``) to the logs, so metrics.jsonl, the console bar on a terminal
 and W&B all see it. Off a terminal the Trainer's own progress bar is off and nothing is printed.
 
-W&B gets one history row per logging step: the rate is computed at ``on_step_end`` of a step
-that will log (``control.should_log``, set by the DefaultFlowCallback that runs first) and staged
-with ``commit=False``, so the WandbCallback's own ``log`` of that step commits it in the same
-row. (Logging it from ``on_log``, after the WandbCallback, made a second row per step.)
+The rate is computed at ``on_step_end`` of a step that will log (``control.should_log``, set by
+the DefaultFlowCallback that runs first) and added to that step's logs; prefexp's WandbCallback
+(``engine.wandb_callback``) runs after this one and logs it in the same W&B row.
 """
 from __future__ import annotations
 
@@ -45,8 +44,6 @@ class ThroughputCallback(TrainerCallback):
         if steps > 0 and state.max_steps > 0:
             self._pending["throughput/eta_s"] = (state.max_steps - state.global_step) * elapsed / steps
         self._t0, self._tokens0, self._step0 = now, state.num_input_tokens_seen, state.global_step
-        if state.is_world_process_zero:
-            _stage_for_wandb(self._pending)
 
     def on_log(self, args, state, control, logs=None, **kwargs):
         # the same numbers into the log dict, for metrics.jsonl and the console
@@ -54,12 +51,3 @@ class ThroughputCallback(TrainerCallback):
             logs.update(self._pending)
             self._pending = {}
 
-
-def _stage_for_wandb(values: dict) -> None:
-    """Stage the keys in the W&B row the WandbCallback is about to commit for this step."""
-    import sys
-
-    wandb = sys.modules.get("wandb")
-    if wandb is None or getattr(wandb, "run", None) is None:
-        return
-    wandb.run.log({f"train/{k}": v for k, v in values.items()}, commit=False)

@@ -83,11 +83,14 @@ class PreferenceTrainer(Trainer):
             inputs["difficult"] = batch["difficult"]
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        means = None if "group_mask" in inputs else {}  # TRL's logits/* are defined on pairs
         if "chosen_token_mask" in inputs:  # token cleaning: the SFT terms need per-token log-probs
-            logps, lengths, per_token = forward_token_logps(model, inputs)  # [2B], [2B], [2B, T-1]
+            logps, lengths, per_token = forward_token_logps(model, inputs, mean_logits=means)  # [2B], [2B], [2B, T-1]
         else:
-            logps, lengths = forward_logps(model, inputs)  # [2B] (or [N] rows of groups), [2B]
+            logps, lengths = forward_logps(model, inputs, mean_logits=means)  # [2B] (or [N] rows of groups), [2B]
         loss_inputs = self.loss_inputs(inputs, logps, lengths)
+        if means and "sums" in means:
+            self._store_mean_logits(means["sums"], lengths, self._stored if model.training else self._stored_eval)
         if "chosen_token_mask" in inputs:
             n = inputs["chosen_token_mask"].shape[0]
             loss_inputs["chosen_token_logps"] = per_token[:n]
@@ -114,6 +117,15 @@ class PreferenceTrainer(Trainer):
         with torch.no_grad(), self.compute_loss_context_manager():
             loss = self.compute_loss(model, inputs)
         return loss.detach(), None, None
+
+    @staticmethod
+    @torch.no_grad()
+    def _store_mean_logits(sums: torch.Tensor, lengths: torch.Tensor, s: MetricWindow) -> None:
+        """TRL's ``logits/chosen`` / ``logits/rejected``: the vocabulary-mean logit averaged over
+        the response tokens of the micro-batch's chosen (rejected) sequences."""
+        n = sums.shape[0] // 2
+        for name, part in (("chosen", slice(0, n)), ("rejected", slice(n, None))):
+            s.add(f"logits/{name}", sums[part].sum() / lengths[part].sum().clamp(min=1))
 
     @torch.no_grad()
     def _store(self, out, inputs: dict, s: MetricWindow) -> None:

@@ -2,8 +2,9 @@
 
 W&B: training records its run's identity in ``<run dir>/wandb_run.json`` (``prefexp.logger``).
 Evaluation of that checkpoint reopens the same run (project, entity, id; ``resume="allow"``,
-offline) and writes ``eval/<benchmark>/<metric>`` into its summary; ``wandb sync`` later merges it
-into the same online run. Runs from before that file existed are found by their folder name
+offline, with the run's name, group and tags) and writes ``eval/<benchmark>/<metric>`` into its
+summary and one history row at the final training step, with a Table of the generations;
+``wandb sync`` later merges it into the same online run. Runs from before that file existed are found by their folder name
 (id only). Anything that goes wrong here is logged and recorded, never fatal: the numbers are
 already in results.json.
 """
@@ -137,25 +138,58 @@ def training_wandb_run(run_dir: Optional[Path]) -> Optional[dict]:
     return {"id": found[0], "project": None, "entity": None} if found else None
 
 
-def log_to_wandb(run_dir: Optional[Path], benchmark: str, metrics: dict) -> str:
-    """Add the numbers to the training run's W&B summary; returns what happened, in words."""
+def generations_table(out_dir: Path, res: dict) -> Optional[tuple[list[str], list[list]]]:
+    """(columns, rows) of prompt / generation / per-prompt scores from the benchmark's saved
+    answers (``files.model_outputs``) and per-prompt terms (``per_prompt``, sandbox; AlpacaEval's
+    ``annotations.json`` preference); None when the benchmark saved no answers (given outputs)."""
+    name = (res.get("files") or {}).get("model_outputs")
+    if not name or not (Path(out_dir) / name).is_file():
+        return None
+    outputs = json.loads((Path(out_dir) / name).read_text())
+    scores = {k: v for k, v in (res.get("per_prompt") or {}).items() if isinstance(v, dict)}
+    annotations = (res.get("files") or {}).get("annotations")
+    if annotations and (Path(out_dir) / annotations).is_file():
+        scores["preference"] = {a.get("instruction"): a.get("preference")
+                                for a in json.loads((Path(out_dir) / annotations).read_text())}
+    rows = []
+    for o in outputs:
+        prompt = o.get("prompt", o.get("instruction"))
+        rows.append([prompt, o.get("output"), *[by_prompt.get(prompt) for by_prompt in scores.values()]])
+    return ["prompt", "generation", *scores], rows
+
+
+def log_to_wandb(run_dir: Optional[Path], benchmark: str, res: dict, out_dir: Optional[Path] = None) -> str:
+    """Add the results to the training run in W&B: its summary, one history point at the final
+    training step (``train/global_step``; ``_step`` after the last one on disk, so the run's
+    history stays strictly increasing) and a Table of the generations and their scores. Returns
+    what happened, in words."""
+    from ..wandb_files import last_steps, segments
+
     ident = training_wandb_run(run_dir)
     if ident is None:
         return f"skipped: no W&B run under {run_dir}" if run_dir else "skipped: no training run dir"
+    metrics = flat_metrics(benchmark, res["metrics"])
     try:
         import wandb
 
+        step, global_step = last_steps(segments(run_dir, ident["id"]))
         run = wandb.init(dir=str(run_dir), id=ident["id"], project=ident.get("project"),
-                         entity=ident.get("entity"), resume="allow", mode="offline",
+                         entity=ident.get("entity"), name=ident.get("name"), group=ident.get("group"),
+                         tags=ident.get("tags"), resume="allow", mode="offline",
                          settings=wandb.Settings(silent=True, console="off"))
-        run.summary.update(flat_metrics(benchmark, metrics))
+        row = {**metrics, "train/global_step": global_step}
+        table = generations_table(out_dir, res) if out_dir is not None else None
+        if table is not None:
+            row[f"eval/{benchmark}/generations"] = wandb.Table(columns=table[0], data=table[1])
+        run.log(row, step=step + 1)
+        run.summary.update(metrics)
         run.finish()
         # wandb 0.31 offline: records reach the .wandb file only when the service shuts down;
         # without this an early process exit (or a reader right after finish) can find the
         # segment empty (seen here in ~40% of runs).
         wandb.teardown()
     except Exception as err:  # W&B is a convenience; results.json already holds the numbers
-        log.warning("W&B summary not updated (%s: %s)", type(err).__name__, err)
+        log.warning("W&B run not updated (%s: %s)", type(err).__name__, err)
         return f"failed: {type(err).__name__}: {err}"
     where = "/".join(x for x in (ident.get("entity"), ident.get("project")) if x) or "project unknown"
     return f"added to W&B run {ident['id']} ({where}; offline; `wandb sync` {run_dir / 'wandb'} to upload)"

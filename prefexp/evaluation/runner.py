@@ -48,7 +48,7 @@ def evaluate(cfg: EvaluateConfig) -> dict:
         res = results.build(cfg.eval.name, bench.run(cfg.eval, source, out_dir), source, cfg.eval.limit)
         path = results.write(out_dir, res)
         if cfg.wandb:
-            res["wandb"] = results.log_to_wandb(source.run_dir, cfg.eval.name, res["metrics"])
+            res["wandb"] = results.log_to_wandb(source.run_dir, cfg.eval.name, res, out_dir)
             results.write(out_dir, res)
             log.info("W&B: %s", res["wandb"])
         log.info("results: %s", path)

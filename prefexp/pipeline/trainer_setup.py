@@ -54,6 +54,10 @@ def build_trainer(settings: Settings, examples: list[dict], probes: Displacement
         trainer.add_callback(EvalMetricsFileCallback(run_dir / "eval_metrics.jsonl"))
         if c.trainer.generation_steps is not None:
             trainer.add_callback(generation_callback(c, heldout, model, run_dir))
+    if uses_wandb(c):  # last: it logs the keys the callbacks above added to the same logs
+        from ..engine.wandb_callback import PrefexpWandbCallback
+
+        trainer.add_callback(PrefexpWandbCallback(run_dir / "metrics.jsonl"))
     return trainer
 
 
@@ -71,6 +75,10 @@ def stage_windows(c: TrainConfig, examples: list[dict], pairs_per_step: int) -> 
     return [StageWindow(first, end, s.lr_scheduler or t.lr_scheduler,
                         t.warmup_ratio if s.warmup_ratio is None else s.warmup_ratio)
             for (first, end), s in zip(stage_step_windows(sizes, pairs_per_step), c.curriculum.stages)]
+
+
+def uses_wandb(c: TrainConfig) -> bool:
+    return c.logger.backend == "wandb" and c.logger.mode != "disabled"
 
 
 def disable_dropout(model) -> None:
@@ -103,7 +111,6 @@ def training_arguments(c: TrainConfig, run_dir: Path, evaluating: bool = False):
     from transformers import TrainingArguments
 
     t = c.trainer
-    use_wandb = c.logger.backend == "wandb" and c.logger.mode != "disabled"
     return TrainingArguments(
         output_dir=str(run_dir / "checkpoints"),
         max_steps=t.max_steps,
@@ -131,7 +138,7 @@ def training_arguments(c: TrainConfig, run_dir: Path, evaluating: bool = False):
         prediction_loss_only=True,  # the metrics are the loss's own (PreferenceTrainer.log)
         train_sampling_strategy="sequential",  # the plan's order is the curriculum
         remove_unused_columns=False,
-        report_to=["wandb"] if use_wandb else "none",
+        report_to="none",  # W&B: prefexp's own WandbCallback, added by build_trainer
         seed=c.seed,
         disable_tqdm=not sys.stderr.isatty(),  # progress bar only on a terminal
         deepspeed=deepspeed_dict(c.deepspeed.enabled, c.deepspeed.config),  # None = off

@@ -90,15 +90,36 @@ class PairedComparison:
 
 
 def find_baseline(arms: Sequence[Arm], selector: str) -> Arm:
-    """The one arm whose params match every ``key=value`` of ``selector`` (e.g. ``loss=dpo``)."""
+    """The one arm named ``selector``: its label, or ``key=value[,...]`` matching its params (e.g. ``loss=dpo``)."""
+    named = [a for a in arms if a.label == selector]
+    if len(named) == 1:
+        return named[0]
     wanted = dict(part.split("=", 1) for part in selector.split(",") if "=" in part)
     if not wanted:
-        raise ValueError(f"--baseline {selector!r}: expected key=value[,key=value], e.g. loss=dpo")
+        raise ValueError(f"--baseline {selector!r}: expected an arm's label or key=value[,key=value], e.g. loss=dpo")
     matches = [a for a in arms if all(a.params.get(k) == v for k, v in wanted.items())]
     if len(matches) != 1:
         raise ValueError(f"--baseline {selector!r} matches {len(matches)} arms ({[a.label for a in matches]}); "
                          f"arms: {[a.label for a in arms]}")
     return matches[0]
+
+
+def default_baseline(arms: Sequence[Arm]) -> Optional[Arm]:
+    """The sweep's obvious baseline: the one arm of plain DPO (loss=dpo, no router that changes
+    it), preferring one without a curriculum when there are several; None when there is none or
+    the choice is ambiguous (then ``--baseline`` names it)."""
+    def plain(arm: Arm, curriculum_too: bool) -> bool:
+        runs = arm.runs
+        return bool(runs) and all(r.loss == "dpo" and not r.router_used for r in runs) and (
+            not curriculum_too or all(r.curriculum in (None, "none") for r in runs))
+
+    for strict in (False, True):
+        found = [a for a in arms if plain(a, strict)]
+        if len(found) == 1:
+            return found[0]
+        if not found:
+            return None
+    return None
 
 
 def _per_prompt(arm: Arm, bench: str, name: str) -> dict[tuple[str, str], float]:

@@ -26,27 +26,39 @@ def _loss_flags(target: Any) -> Optional[tuple[bool, bool]]:
     return bool(getattr(cls, "uses_tau", False)), bool(getattr(cls, "routes_pairs", False))
 
 
-def tau_is_used(config: Optional[dict]) -> bool:
-    """False only when the run's ``.hydra/config.yaml`` shows that tau cannot change it."""
+def _loss_flags_of(config: dict) -> Optional[tuple[bool, bool]]:
     if not isinstance(config, dict) or not isinstance(config.get("loss"), dict):
-        return True  # unknown: keep tau as an axis
-    flags = _loss_flags(config["loss"].get("_target_"))
+        return None
+    return _loss_flags(config["loss"].get("_target_"))
+
+
+def router_is_used(config: Optional[dict]) -> bool:
+    """True unless the config shows that its router cannot change the run: router=none, or both
+    sides of the cut get the same treatment (DPO with router.on_selected=route, say)."""
+    flags = _loss_flags_of(config)
     if flags is None:
-        return True
-    uses_tau, routes_pairs = flags
-    if uses_tau:
-        return True
+        return True  # unknown: keep it
     router = config.get("router") or {}
-    if router.get("name") not in TAU_ROUTERS:
+    if router.get("name") in (None, "none"):
         return False
     sides = [(router.get("on_selected", "route"), router.get("selected_weight", 1.0)),
              (router.get("on_rest", "preference"), router.get("rest_weight", 1.0))]
     effects = set()
     for action, weight in sides:
         if action == "route":
-            effects.add("route" if routes_pairs else "preference")
+            effects.add("route" if flags[1] else "preference")
         elif action == "weight":
             effects.add(("weight", float(weight)) if float(weight) != 1.0 else "preference")
         else:
             effects.add(action)
     return len(effects) > 1
+
+
+def tau_is_used(config: Optional[dict]) -> bool:
+    """False only when the run's ``.hydra/config.yaml`` shows that tau cannot change it."""
+    flags = _loss_flags_of(config)
+    if flags is None:
+        return True  # unknown: keep tau as an axis
+    if flags[0]:
+        return True
+    return (config.get("router") or {}).get("name") in TAU_ROUTERS and router_is_used(config)

@@ -19,12 +19,15 @@ from typing import Any, Optional
 
 import yaml
 
-from .axes import tau_is_used
+from .axes import router_is_used, tau_is_used
 from .final_window import final_metrics
 
 # The headline number of each benchmark (eval score in plots); other benchmarks: first numeric key.
 HEADLINE = {"alpaca_eval": "length_controlled_winrate", "mt_bench": "score", "sandbox": "win_rate"}
 _NOT_METRICS = {"schema_version", "limit", "n_items"}
+# ties of a pairwise judgment (sandbox: equal gold scores; AlpacaEval: draws), as a share of the items
+TIE_KEYS = ("n_ties", "n_draws")
+TIE_SHARE = "ties_percent"
 
 
 @dataclass
@@ -48,6 +51,9 @@ class RunRecord:
     per_prompt: dict[str, dict[str, dict[str, float]]] = field(default_factory=dict)
     # route_learning_rates.json (prefexp.engine.probes): "<label>/<stat>" -> value
     route_lr: dict[str, float] = field(default_factory=dict)
+    router_used: bool = True  # False: router=none, or a router that cannot change this loss's run
+    curriculum: Optional[str] = None  # curriculum.order of .hydra/config.yaml
+    source: str = ""  # the report input (sweep or run dir) it came from, when a report reads several
 
     @property
     def final(self) -> dict[str, float]:
@@ -106,6 +112,10 @@ def read_eval(run_dir: Path, per_prompt: Optional[dict] = None) -> tuple[dict[st
             per_prompt[bench] = {str(metric): {str(k): float(v) for k, v in by_prompt.items() if _is_number(v)}
                                  for metric, by_prompt in scores.items() if isinstance(by_prompt, dict)}
         numbers = _flat_numbers({k: v for k, v in metrics.items() if k != "per_prompt"}, bench)
+        ties = next((numbers.get(f"{bench}/{k}") for k in TIE_KEYS if f"{bench}/{k}" in numbers), None)
+        total = numbers.get(f"{bench}/n_total", _float(results.get("n_items")))
+        if ties is not None and total:
+            numbers[f"{bench}/{TIE_SHARE}"] = 100.0 * ties / total
         values.update(numbers)
         preferred = f"{bench}/{HEADLINE[bench]}" if bench in HEADLINE else None
         key = preferred if preferred in numbers else next(iter(numbers), None)
@@ -163,7 +173,8 @@ def read_run(run_dir: Path) -> RunRecord:
                      params=params, loss=loss, tau=tau, status=status, error=error, curves=read_metrics(run_dir),
                      eval=evals, headline=headline, seed=None if seed is None else int(seed),
                      tau_used=tau_is_used(config), probes=read_metrics(run_dir, "probes.jsonl"), per_prompt=per_prompt,
-                     route_lr=read_route_lr(run_dir))
+                     route_lr=read_route_lr(run_dir), router_used=router_is_used(config),
+                     curriculum=_select(config, "curriculum.order"))
 
 
 def read_route_lr(run_dir: Path) -> dict[str, float]:
@@ -173,8 +184,23 @@ def read_route_lr(run_dir: Path) -> dict[str, float]:
     return {key.lstrip("/"): value for key, value in _flat_numbers(json.loads(path.read_text()), "").items()}
 
 
-def collect_runs(sweep_dir: Path) -> list[RunRecord]:
-    """Every job dir under ``sweep_dir`` (any depth: override_dirname may contain '/'), by job number."""
+def collect_runs(sweep_dir: Path, source: str = "") -> list[RunRecord]:
+    """Every job dir under ``sweep_dir`` (any depth: older job dir names may contain '/'), by job
+    number; ``source`` labels them (a report over several dirs)."""
     dirs = sorted({p.parent.parent for p in Path(sweep_dir).rglob(".hydra/overrides.yaml")})
     runs = [read_run(d) for d in dirs if ".submitit" not in d.parts]
+    for r in runs:
+        r.source = source
     return sorted(runs, key=lambda r: (r.job_num is None, r.job_num if r.job_num is not None else 0, str(r.dir)))
+
+
+def collect_many(dirs: list[Path]) -> list[RunRecord]:
+    """The runs of several sweep or run dirs, in the order given; each labelled with its input
+    (``A``, ``B``, ... when more than one)."""
+    if len(dirs) == 1:
+        return collect_runs(dirs[0])
+    return [r for i, d in enumerate(dirs) for r in collect_runs(d, source=_letter(i))]
+
+
+def _letter(i: int) -> str:
+    return chr(ord("A") + i) if i < 26 else f"S{i}"

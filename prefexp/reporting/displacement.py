@@ -5,7 +5,8 @@ rejected per probe set (difficult: rating margin < tau; easy). Displacement is t
 run's own step-0 value, ``logp(step) - logp(0)``: a falling chosen log-prob on difficult pairs
 while the margin grows is the displacement MixDPO is about; a fall on easy pairs as well is
 general drift. ``displacement.png``: one row per probe set, columns chosen / rejected / margin,
-mean over seeds per arm with a 95 % CI band; last column the learning rate in effect.
+mean over seeds per arm with a 95 % CI band; the learning rate in effect once, at the end of the
+first row (the same schedule for every probe set).
 """
 from __future__ import annotations
 
@@ -48,18 +49,28 @@ def displacement_rows(run: RunRecord) -> list[dict]:
     return out
 
 
-def plot_displacement(arms: Sequence[Arm], out_dir: Path) -> Optional[Path]:
-    """``displacement.png`` (None when no run has probes)."""
+def displacement_figure(arms: Sequence[Arm]):
+    """The figure of ``displacement.png``; None when no run has probes."""
     sets = probe_sets_of([r for a in arms for r in a.runs])
     if not sets:
         return None
     plt = pyplot()
-    fig, axes = plt.subplots(len(sets), len(SIDES) + 1, figsize=(4.2 * (len(SIDES) + 1), 3.2 * len(sets) + 0.8),
+    fig, axes = plt.subplots(len(sets), len(SIDES) + 1, figsize=(4.6 * (len(SIDES) + 1), 3.6 * len(sets) + 1.0),
                              squeeze=False)
     for row_axes, name in zip(axes, sets):
         for ax, side in zip(row_axes, SIDES):
-            step_panel(ax, arms, f"{name}/{side}", displacement_rows, f"{name}: change in {side} log-prob")
+            step_panel(ax, arms, f"{name}/{side}", displacement_rows, f"{name}: change in {side} log-prob",
+                       ylabel=("log-prob margin (chosen - rejected)" if side == "margin" else f"{side} log-prob")
+                       + " - its step-0 value (nats)")
             ax.axhline(0.0, color="grey", linewidth=0.8)
-        step_panel(row_axes[-1], arms, "learning_rate", displacement_rows, "learning rate in effect")
+    step_panel(axes[0][-1], arms, "learning_rate", displacement_rows, "learning rate in effect")
+    for row_axes in axes[1:]:
+        row_axes[-1].remove()  # the schedule is the same for every probe set: drawn once
     legend_below(fig, axes[0][0])
-    return save_figure(plt, fig, out_dir / "displacement.png")
+    return fig
+
+
+def plot_displacement(arms: Sequence[Arm], out_dir: Path) -> Optional[Path]:
+    """``displacement.png`` (None when no run has probes)."""
+    fig = displacement_figure(arms)
+    return None if fig is None else save_figure(pyplot(), fig, out_dir / "displacement.png")

@@ -8,6 +8,10 @@ arm (runs pooled over seeds): its mean, with a 95 % CI error bar (none when n = 
   reference line with its CI band, not a curve.
 * ``curves.png``: rewards/margins, logps/chosen and logps/rejected over steps, mean per arm with
   a 95 % CI band.
+
+Every axis is labelled with its unit (``axis_label``); a win rate gets a dashed 50 % line (the
+reference's level: no better, no worse). Each figure is built by a ``*_figure`` function (tests
+read its axes) and saved by the ``plot_*`` one.
 """
 from __future__ import annotations
 
@@ -37,6 +41,32 @@ def pyplot():
     return plt
 
 
+# metric name (its last part) -> axis label with unit
+_UNITS = {"win_rate": "win rate vs reference (%)", "length_controlled_winrate": "length-controlled win rate (%)",
+          "mean_gold_score": "mean gold score (gold-scorer points)", "score": "MT-Bench score (1-10)",
+          "rewards/margins": "reward margin (nats, beta x log-ratio)",
+          "rewards/accuracies": "reward accuracy (fraction of pairs)",
+          "rewards/chosen": "chosen reward (nats, beta x log-ratio)",
+          "rewards/rejected": "rejected reward (nats, beta x log-ratio)",
+          "logps/chosen": "chosen log-prob (nats, summed over the response)",
+          "logps/rejected": "rejected log-prob (nats, summed over the response)", "loss": "loss (nats)",
+          "learning_rate": "learning rate", "ties_percent": "ties (% of judgments)"}
+WIN_RATES = ("win_rate", "length_controlled_winrate")
+
+
+def axis_label(metric: str) -> str:
+    """``eval/sandbox/win_rate`` -> "sandbox: win rate vs reference (%)"; ``final/loss`` -> "loss (nats)"."""
+    parts = metric.split("/")
+    if parts[0] == "eval" and len(parts) >= 3:
+        return f"{parts[1]}: {_UNITS.get(parts[-1], parts[-1])}"
+    key = "/".join(parts[1:]) if parts[0] in ("final", "lr") else metric
+    return _UNITS.get(key, key)
+
+
+def is_win_rate(metric: str) -> bool:
+    return metric.split("/")[-1] in WIN_RATES
+
+
 def _err(half_width: float) -> float:
     return 0.0 if math.isnan(half_width) else half_width
 
@@ -56,22 +86,30 @@ def _panels(arms: Sequence[Arm]) -> list[tuple[str, str]]:
     return [(f"{bench}: {key}", key) for bench, key in heads.items()] or [("final rewards/margins", MARGIN_METRIC)]
 
 
-def plot_arms(arms: Sequence[Arm], out_dir: Path) -> Path:
+def arms_figure(arms: Sequence[Arm]):
     plt = pyplot()
     panels = _panels(arms)
-    fig, axes = plt.subplots(1, len(panels), figsize=(6 * len(panels), 0.9 + 0.35 * max(3, len(arms))),
+    fig, axes = plt.subplots(1, len(panels), figsize=(6.5 * len(panels), 1.2 + 0.4 * max(3, len(arms))),
                              squeeze=False)
     for ax, (title, metric) in zip(axes[0], panels):
         for i, arm in enumerate(arms):
             e = arm.estimate(metric)
             if e.n:
                 ax.errorbar([e.mean], [i], xerr=[_err(e.half_width)], fmt="o", capsize=3)
-        ax.set_yticks(range(len(arms)), [f"{a.label} (n={len(a.runs)})" for a in arms], fontsize=7)
+        if is_win_rate(metric):
+            ax.axvline(50.0, color="grey", linestyle="--", linewidth=1)  # as good as the reference
+        ax.set_yticks(range(len(arms)), [f"{a.label} (n={len(a.runs)})" for a in arms], fontsize=8)
         ax.invert_yaxis()
-        ax.set_title(f"{title}: mean ± 95 % CI", fontsize=9)
+        ax.set_title(f"{title}: mean ± 95 % CI over seeds", fontsize=10)
+        ax.set_xlabel(axis_label(metric))
+        ax.set_ylabel("arm (n = seeds)")
         ax.grid(alpha=0.3, axis="x")
     fig.tight_layout()
-    return save_figure(plt, fig, out_dir / "arms.png")
+    return fig
+
+
+def plot_arms(arms: Sequence[Arm], out_dir: Path) -> Path:
+    return save_figure(pyplot(), arms_figure(arms), out_dir / "arms.png")
 
 
 def _family(arm: Arm) -> str:
@@ -98,23 +136,27 @@ def _against_tau(ax, arms: Sequence[Arm], metric: str) -> None:
         line = ax.axhline(e.mean, linestyle="--", linewidth=1, label=f"{arm.label}, n={e.n}")
         if e.n >= 2:
             ax.axhspan(e.low, e.high, color=line.get_color(), alpha=0.12)
-    ax.set_xlabel("tau")
-    ax.set_ylabel(metric)
+    if is_win_rate(metric):
+        ax.axhline(50.0, color="grey", linestyle="--", linewidth=1)  # as good as the reference
+    ax.set_xlabel("tau (router threshold on the difficulty margin)")
+    ax.set_ylabel(axis_label(metric))
     ax.grid(alpha=0.3)
-    if ax.get_legend_handles_labels()[0]:
-        ax.legend(fontsize=7)
+
+
+def against_tau_figure(arms: Sequence[Arm]):
+    plt = pyplot()
+    panels = _panels(arms)
+    fig, axes = plt.subplots(1, len(panels), figsize=(6 * len(panels), 4.6), squeeze=False)
+    for ax, (title, metric) in zip(axes[0], panels):
+        _against_tau(ax, arms, metric)
+        ax.set_title(f"{title} vs tau (mean ± 95 % CI)", fontsize=10)
+    legend_below(fig, axes[0][0])
+    return fig
 
 
 def plot_against_tau(arms: Sequence[Arm], out_dir: Path) -> Path:
-    plt = pyplot()
-    panels = _panels(arms)
-    fig, axes = plt.subplots(1, len(panels), figsize=(5.5 * len(panels), 3.8), squeeze=False)
-    for ax, (title, metric) in zip(axes[0], panels):
-        _against_tau(ax, arms, metric)
-        ax.set_title(f"{title} vs tau (mean ± 95 % CI)", fontsize=9)
-    fig.tight_layout()
     path = out_dir / ("eval_vs_tau.png" if headline_keys(arms) else "margins_vs_tau.png")
-    return save_figure(plt, fig, path)
+    return save_figure(pyplot(), against_tau_figure(arms), path)
 
 
 def mean_curve(rows_per_run: Sequence[Sequence[dict]], key: str, x: str = "step") -> list[tuple[float, float, float]]:
@@ -145,17 +187,19 @@ def plot_mean_curves(ax, arms: Sequence[Arm], key: str, rows_of: Callable) -> No
 def legend_below(fig, ax) -> None:
     handles, labels = ax.get_legend_handles_labels()
     if handles:
-        fig.legend(handles, labels, loc="lower center", ncol=min(3, len(labels)), fontsize=7)
-        fig.tight_layout(rect=(0, 0.08 + 0.04 * ((len(labels) - 1) // 3), 1, 1))
+        rows = (len(labels) + 2) // 3
+        fig.legend(handles, labels, loc="lower center", ncol=min(3, len(labels)), fontsize=9, frameon=False)
+        fig.tight_layout(rect=(0, min(0.5, 0.05 + 0.06 * rows), 1, 1))
     else:
         fig.tight_layout()
 
 
-def step_panel(ax, arms: Sequence[Arm], key: str, rows_of: Callable, title: str) -> None:
+def step_panel(ax, arms: Sequence[Arm], key: str, rows_of: Callable, title: str, ylabel: str | None = None) -> None:
     """One panel of ``key`` against the training step: each arm's mean and CI band over seeds."""
     plot_mean_curves(ax, arms, key, rows_of)
-    ax.set_title(title, fontsize=9)
-    ax.set_xlabel("step")
+    ax.set_title(title, fontsize=10)
+    ax.set_xlabel("training step (optimizer updates)")
+    ax.set_ylabel(ylabel or axis_label(key))
     ax.grid(alpha=0.3)
 
 
@@ -165,10 +209,14 @@ def save_figure(plt, fig, path: Path) -> Path:
     return path
 
 
-def plot_curves(arms: Sequence[Arm], out_dir: Path) -> Path:
+def curves_figure(arms: Sequence[Arm]):
     plt = pyplot()
-    fig, axes = plt.subplots(1, len(CURVE_KEYS), figsize=(5 * len(CURVE_KEYS), 4.2), squeeze=False)
+    fig, axes = plt.subplots(1, len(CURVE_KEYS), figsize=(5.5 * len(CURVE_KEYS), 4.8), squeeze=False)
     for ax, key in zip(axes[0], CURVE_KEYS):
         step_panel(ax, arms, key, lambda run: run.curves, f"{key} (mean ± 95 % CI over seeds)")
     legend_below(fig, axes[0][0])
-    return save_figure(plt, fig, out_dir / "curves.png")
+    return fig
+
+
+def plot_curves(arms: Sequence[Arm], out_dir: Path) -> Path:
+    return save_figure(pyplot(), curves_figure(arms), out_dir / "curves.png")

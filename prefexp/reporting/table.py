@@ -1,10 +1,12 @@
-"""The sweep tables: arms (runs pooled over seeds: mean, 95 % CI, n), paired differences against a
-baseline arm, and one row per run; columns = what varied, status, final training metrics, eval.
-
-Written as ``report.md`` (4 significant digits, for reading), ``report.csv`` (one row per run,
-full precision) and ``report_arms.csv`` (per arm and metric: mean, ci95_low, ci95_high, n).
-Columns that never vary across the sweep's overrides are dropped from the parameter block; loss
-and tau are always shown. "final/*" is the last logged window (``final_window``).
+"""The report's tables. ``report.md`` opens with the headline table (arms = runs pooled over seeds,
+x the headline metrics: mean ± 95 % CI, n seeds, the share of tied judgments; at most
+``HEADLINE_MAX_COLUMNS`` columns, sorted by the first evaluation headline: the leaderboard), then
+the paired differences against the baseline and a short table of the runs; everything wider is
+in CSVs linked from it, at full precision: ``report.csv`` (one row per run: what varied, status,
+final training metrics, eval results), ``report_arms.csv`` (per arm and metric: mean, ci95_low,
+ci95_high, n) and ``report_tasks.csv`` (per arm, benchmark, task and metric). Parameter columns
+that never vary are dropped; loss and tau are always shown. "final/*" is the last logged window
+(``final_window``).
 """
 from __future__ import annotations
 
@@ -14,8 +16,12 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from .arms import Arm, PairedComparison
-from .collect import RunRecord
+from .collect import TIE_SHARE, RunRecord
 from .final_window import FINAL_WINDOW_FRACTION
+
+HEADLINE_MAX_COLUMNS = 12
+# per-task (per-category) breakdowns of a benchmark: "<bench>/<BREAKDOWN>/<task>/<metric>"
+BREAKDOWNS = ("by_task", "per_category")
 
 TRAIN_KEYS = ("loss", "rewards/margins", "rewards/accuracies", "rewards/chosen", "rewards/rejected",
               "logps/chosen", "logps/rejected", "route/sft_fraction")
@@ -41,15 +47,21 @@ def columns(runs: Sequence[RunRecord], root: Path) -> tuple[list[str], list[list
     params = varying_params(runs)
     eval_keys: list[str] = []
     for run in runs:
-        eval_keys += [k for k in run.eval if k not in eval_keys]
-    header = ["job", "status", "loss", "tau", *params, "step", *[f"final/{k}" for k in TRAIN_KEYS],
+        eval_keys += [k for k in run.eval if k not in eval_keys and not is_breakdown(k)]
+    sources = any(r.source for r in runs)
+    header = [*(["from"] if sources else []), "job", "status", "loss", "tau", *params, "step", *[f"final/{k}" for k in TRAIN_KEYS],
               *[f"eval/{k}" for k in eval_keys]]
     rows = []
     for run in runs:
         final = run.final
-        rows.append([_label(run, root), run.status, run.loss, run.tau, *[run.params.get(k) for k in params],
+        rows.append([*([run.source] if sources else []), _label(run, root), run.status, run.loss, run.tau, *[run.params.get(k) for k in params],
                      final.get("step"), *[final.get(k) for k in TRAIN_KEYS], *[run.eval.get(k) for k in eval_keys]])
     return header, rows
+
+
+def is_breakdown(eval_key: str) -> bool:
+    parts = eval_key.split("/")
+    return len(parts) >= 4 and parts[1] in BREAKDOWNS
 
 
 def _md(value: Any) -> str:
@@ -68,7 +80,7 @@ def arm_metrics(arms: Sequence[Arm]) -> list[str]:
     keys: list[str] = []
     for arm in arms:
         for run in arm.runs:
-            keys += [f"eval/{k}" for k in run.eval if f"eval/{k}" not in keys]
+            keys += [f"eval/{k}" for k in run.eval if f"eval/{k}" not in keys and not is_breakdown(k)]
     for arm in arms:
         for run in arm.runs:
             keys += [f"final/{k}" for k in run.final if k not in ("step", "final_rows") and f"final/{k}" not in keys]
@@ -78,26 +90,63 @@ def arm_metrics(arms: Sequence[Arm]) -> list[str]:
     return keys
 
 
-def headline_metrics(arms: Sequence[Arm]) -> list[str]:
-    """The columns of the markdown arm table: each benchmark's headline, mean gold, a few training ones."""
+def headline_metrics(arms: Sequence[Arm], limit: int | None = None) -> list[str]:
+    """The metric columns of the headline table: each benchmark's headline and its tie share, the
+    sandbox's mean gold score, a few training ones, the per-route learning rates; at most ``limit``."""
     keys: list[str] = []
+    available = set(arm_metrics(arms))
     for arm in arms:
         for run in arm.runs:
-            keys += [f"eval/{k}" for k in run.headline.values() if f"eval/{k}" not in keys]
-    available = set(arm_metrics(arms))
+            for key in run.headline.values():
+                bench = key.split("/")[0]
+                keys += [k for k in (f"eval/{key}", f"eval/{bench}/{TIE_SHARE}") if k in available and k not in keys]
     keys += [k for k in ("eval/sandbox/mean_gold_score",) if k in available and k not in keys]
     lr = [k for k in sorted(available) if k.startswith("lr/") and k.endswith("/mean_lr_fraction_of_peak")]
-    return keys + [k for k in ARM_TRAIN_KEYS if k in available] + lr
+    keys += [k for k in ARM_TRAIN_KEYS if k in available] + lr
+    return keys if limit is None else keys[:limit]
+
+
+def _leaderboard_order(arms: Sequence[Arm], metrics: Sequence[str]) -> list[Arm]:
+    """Best first on the first evaluation headline (arms without it last, in job order)."""
+    first = next((m for m in metrics if m.startswith("eval/") and not m.endswith(TIE_SHARE)), None)
+    if first is None:
+        return list(arms)
+    return sorted(arms, key=lambda a: (a.estimate(first).n == 0, -(a.estimate(first).mean if a.estimate(first).n else 0)))
+
+
+def header_name(metric: str) -> str:
+    return f"{metric.split('/')[1]} ties %" if metric.endswith("/" + TIE_SHARE) else metric
 
 
 def arm_lines(arms: Sequence[Arm]) -> list[str]:
-    metrics = headline_metrics(arms)
-    header = ["arm", "n", "failed", *metrics]
+    sources = any(r.source for a in arms for r in a.runs)
+    fixed = ["arm", "n", "failed", *(["from"] if sources else [])]
+    metrics = headline_metrics(arms, HEADLINE_MAX_COLUMNS - len(fixed))
+    header = fixed + [header_name(m) for m in metrics]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    for arm in arms:
-        cells = [arm.label, str(len(arm.runs)), str(arm.failed), *[arm.estimate(m).text() for m in metrics]]
+    for arm in _leaderboard_order(arms, metrics):
+        origin = [",".join(sorted({r.source for r in arm.runs}))] if sources else []
+        cells = [arm.label, str(len(arm.runs)), str(arm.failed), *origin, *[arm.estimate(m).text() for m in metrics]]
         lines.append("| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |")
     return lines
+
+
+def write_tasks_csv(arms: Sequence[Arm], path: Path) -> Path:
+    """Per arm, benchmark, task and metric: mean, ci95_low, ci95_high, n (over seeds)."""
+    keys: list[str] = []
+    for arm in arms:
+        for run in arm.runs:
+            keys += [k for k in run.eval if is_breakdown(k) and k not in keys]
+    with path.open("w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["arm", "benchmark", "task", "metric", "mean", "ci95_low", "ci95_high", "n"])
+        for arm in arms:
+            for key in keys:
+                bench, _, task, metric = key.split("/", 3)
+                e = arm.estimate(f"eval/{key}")
+                if e.n:
+                    writer.writerow([arm.label, bench, task, metric, e.mean, e.low, e.high, e.n])
+    return path
 
 
 def identical_seeds_note(arms: Sequence[Arm]) -> list[str]:
@@ -139,9 +188,25 @@ def write_arms_csv(arms: Sequence[Arm], path: Path) -> Path:
     return path
 
 
+def run_lines(runs: Sequence[RunRecord], root: Path) -> list[str]:
+    """The runs at a glance: where, status, seed, last step and each benchmark's headline."""
+    heads: list[str] = []
+    for run in runs:
+        heads += [k for k in run.headline.values() if k not in heads]
+    sources = any(r.source for r in runs)
+    header = [*(["from"] if sources else []), "job", "dir", "status", "seed", "step", *heads][:HEADLINE_MAX_COLUMNS]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for run in runs:
+        row = [*([run.source] if sources else []), _label(run, root), run.dir.name, run.status, run.seed,
+               run.final.get("step"), *[run.eval.get(k) for k in heads]]
+        lines.append("| " + " | ".join(_md(v) for v in row[:len(header)]) + " |")
+    return lines
+
+
 def write_tables(runs: Sequence[RunRecord], out_dir: Path, title: str, plots: Sequence[Path] = (),
-                 arms: Sequence[Arm] = (), paired: Sequence[tuple[Arm, str, Sequence[PairedComparison]]] = ()
-                 ) -> tuple[Path, Path]:
+                 arms: Sequence[Arm] = (), paired: Sequence[tuple[Arm, str, Sequence[PairedComparison]]] = (),
+                 notes: Sequence[str] = (), inputs: Sequence[tuple[str, Path]] = ()) -> tuple[Path, Path]:
+    """report.md and its CSVs in ``out_dir``; ``inputs``: (label, dir) of each report input."""
     header, rows = columns(runs, out_dir)
     csv_path = out_dir / "report.csv"
     with csv_path.open("w", newline="") as f:
@@ -149,20 +214,31 @@ def write_tables(runs: Sequence[RunRecord], out_dir: Path, title: str, plots: Se
         writer.writerow(header + ["dir"])
         for run, row in zip(runs, rows):
             writer.writerow(["" if v is None else v for v in row] + [str(run.dir)])
-    lines = [f"# Sweep report: {title}", "",
-             f"{len(runs)} runs: " + ", ".join(f"{sum(r.status == s for r in runs)} {s}"
-                                               for s in ("ok", "failed", "incomplete") if any(r.status == s for r in runs)),
-             ""]
+    lines = [f"# Report: {title}", ""]
+    lines += [f"- {label}: `{path}`" for label, path in inputs] + ([""] if inputs else [])
+    lines += [f"{len(runs)} runs: " + ", ".join(f"{sum(r.status == s for r in runs)} {s}"
+                                                for s in ("ok", "failed", "incomplete") if any(r.status == s for r in runs)),
+              ""]
+    csvs = ["[report.csv](report.csv) (per run)"]
     if arms:
         write_arms_csv(arms, out_dir / "report_arms.csv")
-        lines += ["## Arms: mean ± 95 % CI half-width over seeds (t-based), n = seeds", ""] + arm_lines(arms) + [""]
+        csvs.append("[report_arms.csv](report_arms.csv) (per arm, every metric)")
+        if any(is_breakdown(k) for a in arms for r in a.runs for k in r.eval):
+            write_tasks_csv(arms, out_dir / "report_tasks.csv")
+            csvs.append("[report_tasks.csv](report_tasks.csv) (per arm and task)")
+        lines += ["## Headline: mean ± 95 % CI half-width over seeds (t-based), n = seeds, best first", ""]
+        lines += arm_lines(arms) + [""]
+        if any(m.endswith(TIE_SHARE) for m in headline_metrics(arms)):
+            lines += ["<benchmark> ties % = judgments with neither answer better (they count as half a win in the win rate); "
+                      "a large share means the judge cannot tell the answers apart.", ""]
         lines += identical_seeds_note(arms)
+    lines += list(notes)
     for table in paired:
         lines += paired_lines(*table) + [""]
     lines += ["## Runs", "", f"final/* = mean of the metrics.jsonl rows in the last {FINAL_WINDOW_FRACTION:.0%} of "
-              "logged steps; rows at step <= 1 (before the first update) never count.", "",
-              "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    lines += ["| " + " | ".join(_md(v) for v in row) + " |" for row in rows]
+              "logged steps; rows at step <= 1 (before the first update) never count. All columns: "
+              + ", ".join(csvs) + ".", ""]
+    lines += run_lines(runs, out_dir)
     no_final = [r for r in runs if r.curves and not r.final]
     if no_final:
         lines += ["", f"{len(no_final)} run(s) logged no metrics row after the first update (only step 1, computed "

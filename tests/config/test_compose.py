@@ -108,7 +108,7 @@ def test_sweep_job_dir_names_stay_valid_file_names():
     assert short_dirname(long + "x") != name  # same prefix, different overrides: different dirs
     assert "/" not in short_dirname("dataset.path=/data/x.jsonl")
     cfg = compose(["paths.run_dir=/tmp/x"])
-    assert "prefexp_short" in OmegaConf.to_yaml(cfg.hydra.sweep, resolve=False)
+    assert "prefexp_job_name" in OmegaConf.to_yaml(cfg.hydra.sweep, resolve=False)  # 0_mixdpo-tau0.5-s0
 
 
 def test_one_problem_is_one_line_several_are_listed():

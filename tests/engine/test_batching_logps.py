@@ -54,3 +54,27 @@ def test_padded_batch_equals_unpadded_single_forwards():
             expected_row = 0 if start == 3 else 3
             torch.testing.assert_close(logps[expected_row], single[0], rtol=1e-5, atol=1e-5)
     assert lengths.tolist() == [3.0, 4.0, 2.0, 2.0]
+
+
+def test_mean_logits_of_every_head_path_equal_the_full_logits_mean():
+    """TRL's logits/chosen input: per sequence, the sum over response positions of the logits'
+    vocabulary mean. Hand reference from the full [N, T, V] logits (position t predicts t+1);
+    the fused head (h . mean(W), no logits), the logits path and the packed layout must agree."""
+    from prefexp.engine.packing import PackedPairCollator
+
+    torch.manual_seed(0)
+    model = LlamaForCausalLM(LlamaConfig(vocab_size=16, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                                         num_attention_heads=4, num_key_value_heads=4,
+                                         attn_implementation="sdpa")).eval()
+    batch = PairCollator(pad_token_id=0)(EXAMPLES)
+    with torch.no_grad():
+        logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+        want = (logits[:, :-1].mean(-1) * batch["response_mask"][:, 1:]).sum(-1)  # [2B]
+        for head in ("fused", "logits"):
+            got: dict = {}
+            forward_logps(model, batch, head=head, mean_logits=got)
+            torch.testing.assert_close(got["sums"], want, rtol=1e-5, atol=1e-5)
+        packed: dict = {}
+        forward_logps(model, PackedPairCollator(pad_token_id=0)(EXAMPLES), head="fused", mean_logits=packed)
+        torch.testing.assert_close(packed["sums"], want, rtol=1e-5, atol=1e-5)
+    assert want.abs().min() > 1e-3  # not a vacuous zero

@@ -137,6 +137,15 @@ def test_generations_logged_with_gold_scores(eval_run):
     assert len(tables) == 2
     table = json.loads(sorted(tables)[0].read_text())
     assert table["columns"] == ["step", "prompt", "completion", "score"] and len(table["data"]) == 3
+    # W&B: one history row per logging step (1, 2, 4); the evaluation and generations of steps 2
+    # and 4 join that step's training row instead of making rows of their own
+    from prefexp.wandb_files import history_rows
+
+    (segment,) = (run_dir / "wandb").glob("offline-run-*/run-*.wandb")
+    history = history_rows(segment)
+    assert [r["_step"] for r in history] == [1, 2, 4] == [r["train/global_step"] for r in history]
+    for r in history[1:]:
+        assert "train/loss" in r and "eval/loss" in r and r["generations/_type"] == "table-file", sorted(r)
 
 
 def test_eval_split_reads_the_other_split_of_a_folder(tmp_path, shared_data):

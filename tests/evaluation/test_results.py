@@ -43,34 +43,48 @@ def test_summary_line_says_subset_and_failures():
 
 
 def test_no_wandb_run_is_a_note_not_an_error(tmp_path):
-    assert results.log_to_wandb(tmp_path, "sandbox", {"win_rate": 50.0}).startswith("skipped: no W&B run")
-    assert results.log_to_wandb(None, "sandbox", {"win_rate": 50.0}).startswith("skipped")
+    assert results.log_to_wandb(tmp_path, "sandbox", {"metrics": {"win_rate": 50.0}}).startswith("skipped: no W&B run")
+    assert results.log_to_wandb(None, "sandbox", {"metrics": {"win_rate": 50.0}}).startswith("skipped")
 
 
 def test_metrics_join_the_training_runs_offline_wandb(tmp_path, monkeypatch):
     """Training's run (started by prefexp.logger.start_wandb, which records its identity in the
-    run dir) is reopened by project + id; the eval keys land in that run's summary, read back from
-    the offline run files."""
+    run dir) is reopened by project + id, keeping its name, group and tags; the eval keys land in
+    that run's summary and in one history row at the last training step, after its last _step,
+    with the generations Table; all read back from the offline run files."""
     pytest.importorskip("wandb")
     import wandb
 
     from prefexp.config.schema import LoggerConfig
     from prefexp.logger import start_wandb
-    from tests.evaluation.wandb_records import run_identity, summary
+    from prefexp.wandb_files import history_rows, run_identity, summary
 
     monkeypatch.setenv("WANDB_SILENT", "true")
-    cfg = LoggerConfig(project="prefexp-evaltest", mode="offline")
-    run = start_wandb(cfg, {"loss": {"name": "dpo"}}, tmp_path, "train-run", [])
+    cfg = LoggerConfig(project="prefexp-evaltest", mode="offline", group="g1")
+    run = start_wandb(cfg, {"loss": {"name": "dpo"}}, tmp_path, "train-run", ["loss:dpo"])
     run_id = run.id
-    run.log({"train/loss": 0.5})
+    run.log({"train/loss": 0.5, "train/global_step": 10}, step=10)
     run.finish()
     wandb.teardown()
     assert json.loads((tmp_path / "wandb_run.json").read_text())["id"] == run_id
 
-    note = results.log_to_wandb(tmp_path, "mt_bench", {"score": 6.25, "per_category": {"math": 3.0}})
+    out_dir = tmp_path / "eval" / "sandbox"
+    out_dir.mkdir(parents=True)
+    (out_dir / "model_outputs.json").write_text(json.dumps([{"prompt": "p1", "output": "a1"},
+                                                            {"prompt": "p2", "output": "a2"}]))
+    res = {"metrics": {"win_rate": 50.0, "per_task": {"copy": 25.0}},
+           "per_prompt": {"win_rate": {"p1": 100.0, "p2": 0.0}}, "files": {"model_outputs": "model_outputs.json"}}
+    note = results.log_to_wandb(tmp_path, "sandbox", res, out_dir)
     assert note.startswith(f"added to W&B run {run_id} (prefexp-evaltest;")
     segments = sorted((tmp_path / "wandb").glob(f"offline-run-*-{run_id}/run-{run_id}.wandb"))
     assert len(segments) == 2
-    assert [run_identity(p) for p in segments] == [{"id": run_id, "project": "prefexp-evaltest", "entity": ""}] * 2
+    assert [run_identity(p) for p in segments] == [{"id": run_id, "project": "prefexp-evaltest", "entity": "",
+                                                    "name": "train-run", "group": "g1", "tags": ["loss:dpo"]}] * 2
     merged = summary(segments)
-    assert merged["eval/mt_bench/score"] == 6.25 and merged["eval/mt_bench/per_category/math"] == 3.0
+    assert merged["eval/sandbox/win_rate"] == 50.0 and merged["eval/sandbox/per_task/copy"] == 25.0
+    (row,) = history_rows(segments[1])
+    assert row["_step"] == 11 and row["train/global_step"] == 10 and row["eval/sandbox/win_rate"] == 50.0
+    table = "eval/sandbox/generations/"  # a Table is a reference to its file in the run's media
+    assert row[table + "_type"] == "table-file" and (row[table + "ncols"], row[table + "nrows"]) == (3, 2)
+    assert json.loads((segments[1].parent / "files" / row[table + "path"]).read_text()) == {
+        "columns": ["prompt", "generation", "win_rate"], "data": [["p1", "a1", 100.0], ["p2", "a2", 0.0]]}

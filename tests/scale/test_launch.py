@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from prefexp import launch, tracking
-from prefexp.launch import ranks
+from prefexp.launch import naming, ranks
 
 
 from .conftest import read_jsonl, run, train_cmd
@@ -72,11 +72,25 @@ def test_local_rank_never_reaches_hydra():
 
 
 def test_wandb_naming_and_offline_fallback(monkeypatch, tmp_path, caplog):
-    assert launch.run_name(["tau=0.25", "dataset.path=/data/uf/train.jsonl", "hydra.run.dir=/x", "trainer.devices=8",
-                            "+loss.gamma=1"]) == "tau=0.25,dataset.path=train.jsonl,loss.gamma=1"
-    assert launch.run_name([]) == "default"
-    assert launch.sweep_group("outputs/sweeps/2026-01-02/10-11-12") == "2026-01-02_10-11-12"
-    assert launch.sweep_group("/x/tau_scan") == "tau_scan"
+    import hashlib
+
+    route = {"name": "threshold", "on_selected": "route", "on_rest": "preference"}
+    mixdpo = {"loss": {"_target_": "prefexp.losses.mixdpo.MixDPOLoss"}, "router": route, "tau": 0.5, "seed": 1}
+    dpo = {"loss": {"_target_": "prefexp.losses.dpo.DPOLoss"}, "router": route, "tau": 0.5, "seed": 0}
+    assert launch.run_name(mixdpo, {"loss": "mixdpo", "router": "threshold"}, ["tau=0.5", "seed=1"]) == "mixdpo-tau0.5-s1"
+    # DPO ignores tau and a routing threshold router: neither is in its name
+    assert launch.run_name(dpo, {"loss": "dpo"}, ["loss=dpo", "hydra.run.dir=/x", "dataset.path=/d/a.jsonl"]) == "dpo-s0"
+    discard = {**dpo, "router": {**route, "on_selected": "discard"}, "seed": 2}
+    assert launch.run_name(discard, {"loss": "dpo"}, ["loss=dpo", "router.on_selected=discard"]) == "dpo-discard-tau0.5-s2"
+    assert launch.run_name({**dpo, "router": {"name": "none"}}, {"loss": "dpo", "study_arm": "dpo_shuffled", "logger": "wandb"},
+                           ["+study_arm=dpo_shuffled", "logger=wandb", "seed=0"]) == "dpo_shuffled-dpo-s0"
+    assert launch.run_name({**mixdpo, "tau": 0.25}, {"loss": "mixdpo", "curriculum": "none"},
+                           ["curriculum=none"]) == "mixdpo-tau0.25-nocurriculum-s1"
+    assert naming.safe_name("a=b,[c]*") == "a_b__c__"
+    # one group per sweep, unique: two sweeps in dirs named "sweep" do not share one
+    assert launch.sweep_group("/x/a/sweep") != launch.sweep_group("/x/b/sweep")
+    assert launch.sweep_group("/x/tau_scan") == "tau_scan-" + hashlib.sha256(b"/x/tau_scan").hexdigest()[:6]
+    assert launch.sweep_group("/o/sweeps/2026-01-02/10-11-12").startswith("2026-01-02_10-11-12-")
     monkeypatch.delenv("WANDB_API_KEY", raising=False)
     monkeypatch.setenv("HOME", str(tmp_path))
     monkeypatch.setenv("NETRC", str(tmp_path / ".netrc"))

@@ -18,6 +18,14 @@ from .conftest import run
 PNG = b"\x89PNG\r\n\x1a\n"
 
 
+def _first_table(md: str) -> list[str]:
+    """The lines of report.md's first markdown table."""
+    lines = md.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith("|"))
+    end = next((i for i in range(start, len(lines)) if not lines[i].startswith("|")), len(lines))
+    return lines[start:end]
+
+
 def fake_run(sweep: Path, num: int, loss: str, tau: float, margins: list[float], results: dict | None = None,
              failed: bool = False) -> Path:
     d = sweep / f"{num}_loss={loss},tau={tau}"
@@ -77,7 +85,13 @@ def test_report_table_and_plots(sweep, capsys):
     assert [r["eval/sandbox/mean_gold_score"] for r in rows] == ["6.1", "6.4", "5.9", ""]
     assert "seed" not in rows[0], "a parameter that never varies is not a column"
     md = (sweep / "report.md").read_text()
-    assert "| 1 | ok | mixdpo | 1 | 10 | 0.6 | 0.5 |" in md
+    assert "| 1 | 1_loss=mixdpo,tau=1.0 | ok | 0 | 10 | 58.5 |" in md  # the runs at a glance; all columns in the CSV
+    assert "[report.csv](report.csv)" in md
+    first = _first_table(md)
+    assert first[0].startswith("| arm | n | failed | eval/sandbox/win_rate |")
+    # the leaderboard: best win rate first, the failed-only arm last
+    assert [row.split(" | ")[0] for row in first[2:]] == ["| loss=mixdpo,tau=1.0", "| loss=mixdpo,tau=0.25",
+                                                          "| loss=dpo,tau=0.25", "| loss=dpo,tau=1.0"]
     assert "| loss=mixdpo,tau=1.0 | 1 | 0 | 58.5 (n=1) |" in md  # arms: one seed each here
     assert "4 runs: 3 ok, 1 failed" in md and "RuntimeError: out of memory" in md
     for name in ("eval_vs_tau.png", "curves.png", "arms.png"):
@@ -304,3 +318,119 @@ def test_t_quantiles():
     one = mean_ci([3.0])
     assert one.n == 1 and one.mean == 3.0 and math.isnan(one.half_width) and not one.excludes_zero
     assert mean_ci([float("nan"), None, 1.0, 3.0]).n == 2
+
+
+# ------------------------------------------------------------------ the report at a glance (issue 23)
+
+def _rich_run(sweep: Path, num: int, loss: str, seed: int, ties: int) -> Path:
+    """Three benchmarks, per-task results, ties, training curves and route learning rates: every
+    metric the headline table could show, more than fits in 12 columns."""
+    d = arm_run(sweep, num, loss, seed, 50.0 + seed)
+    sandbox = {"win_rate": 50.0 + seed, "mean_gold_score": 5.0, "n_ties": ties, "n_total": 100,
+               "by_task": {"copy": {"win_rate": 40.0 + seed, "n_ties": 1}, "reverse": {"win_rate": 60.0 + seed}}}
+    (d / "eval" / "sandbox" / "results.json").write_text(json.dumps({"benchmark": "sandbox", "metrics": sandbox}))
+    for bench, metrics in (("mt_bench", {"score": 6.0, "turn_1": 6.5}),
+                           ("alpaca_eval", {"length_controlled_winrate": 30.0, "n_draws": 5, "n_total": 50})):
+        (d / "eval" / bench).mkdir(parents=True)
+        (d / "eval" / bench / "results.json").write_text(json.dumps({"benchmark": bench, "metrics": metrics}))
+    rows = [{"step": 1, "loss": 0.69}, {"step": 10, "loss": 0.5, "rewards/margins": 1.0, "rewards/accuracies": 0.7,
+                                        "logps/chosen": -50.0}]
+    (d / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    (d / "route_learning_rates.json").write_text(json.dumps(
+        {name: {"mean_lr_fraction_of_peak": 0.5} for name in ("difficult", "easy", "all")}))
+    return d
+
+
+def test_the_first_table_is_the_headline_within_12_columns_and_tasks_go_to_a_csv(tmp_path):
+    """dpo seeds with 10 and 20 ties in 100: ties % 15 ± t(0.975, 1) * sd 7.071068 / sqrt(2) =
+    12.706205 * 5 = 63.53; the per-task numbers are not in report.md but in report_tasks.csv."""
+    s = tmp_path / "rich"
+    for num, (loss, seed, ties) in enumerate([("dpo", 0, 10), ("dpo", 1, 20), ("sft", 0, 0), ("sft", 1, 0)]):
+        _rich_run(s, num, loss, seed, ties)
+    assert report_main([str(s)]) == 0
+    md = (s / "report.md").read_text()
+    first = _first_table(md)
+    header = [c.strip() for c in first[0].strip("|").split("|")]
+    assert len(header) == 12 and header[:3] == ["arm", "n", "failed"]
+    assert header[3:8] == ["eval/alpaca_eval/length_controlled_winrate", "alpaca_eval ties %", "eval/mt_bench/score",
+                           "eval/sandbox/win_rate", "sandbox ties %"]
+    dpo = next(line for line in first if line.startswith("| loss=dpo |"))
+    assert dpo.split(" | ")[7] == "15 ± 64"  # sandbox ties %: 10 % and 20 %
+    assert dpo.split(" | ")[4] == "10 ± 0 (identical)"  # alpaca draws: 5 of 50 in both seeds
+    assert "by_task" not in md and "<benchmark> ties % = judgments with neither answer better" in md
+    with (s / "report_tasks.csv").open() as f:
+        rows = {(r["arm"], r["benchmark"], r["task"], r["metric"]): r for r in csv.DictReader(f)}
+    copy = rows[("loss=dpo", "sandbox", "copy", "win_rate")]
+    assert float(copy["mean"]) == pytest.approx(40.5) and copy["n"] == "2"
+    assert float(copy["ci95_high"]) - 40.5 == pytest.approx(12.706205 * 0.5, abs=1e-5)
+    assert "[report_tasks.csv](report_tasks.csv)" in md
+    assert not any("by_task" in k for k in next(csv.DictReader((s / "report.csv").open())))
+
+
+def test_paired_differences_default_to_the_plain_dpo_arm(seeded, tmp_path):
+    """No --baseline: DPO (threshold router, on_selected=route, which DPO ignores) is the plain
+    baseline; the same differences as naming it (sft - dpo: 5, CI [2.516, 7.484])."""
+    assert report_main([str(seeded)]) == 0
+    md = (seeded / "report.md").read_text()
+    assert "## Paired differences against loss=dpo on eval/sandbox/win_rate" in md
+    assert "| loss=sft | 5 | [2.516, 7.484] | 3 | seed | yes |" in md
+    assert "Baseline: loss=dpo (the plain DPO arm" in md
+    no_dpo = tmp_path / "nodpo"
+    for num, (loss, seed) in enumerate([("sft", 0), ("mixdpo", 0)]):
+        arm_run(no_dpo, num, loss, seed, 50.0 + num)
+    assert report_main([str(no_dpo)]) == 0
+    assert "Paired differences" not in (no_dpo / "report.md").read_text()
+    assert report_main([str(no_dpo), "--baseline", "loss=sft"]) == 0  # a named arm still works
+    assert "## Paired differences against loss=sft" in (no_dpo / "report.md").read_text()
+
+
+def test_several_sweep_dirs_make_one_leaderboard(tmp_path, capsys):
+    """Two sweeps both in dirs named ``sweep``: one report in --out, arms from both, labelled by
+    input; sft (57) above dpo (52); paired against dpo across the inputs."""
+    a, b, out = tmp_path / "a" / "sweep", tmp_path / "b" / "sweep", tmp_path / "board"
+    for num, (seed, win) in enumerate([(0, 50.0), (1, 52.0), (2, 54.0)]):
+        arm_run(a, num, "dpo", seed, win)
+    for num, (seed, win) in enumerate([(0, 55.0), (1, 56.0), (2, 60.0)]):
+        arm_run(b, num, "sft", seed, win)
+    assert report_main([str(a), str(b)]) == 2
+    assert "--out" in capsys.readouterr().err
+    assert report_main([str(a), str(b), "--out", str(out)]) == 0
+    md = (out / "report.md").read_text()
+    first = _first_table(md)
+    assert first[0].startswith("| arm | n | failed | from | eval/sandbox/win_rate |")
+    assert first[2].startswith("| loss=sft | 3 | 0 | B | 57 ± 6.6 |") and first[3].startswith("| loss=dpo | 3 | 0 | A | 52 ± 5 |")
+    assert f"- A: `{a.resolve()}`" in md and f"- B: `{b.resolve()}`" in md
+    assert "| loss=sft | 5 | [2.516, 7.484] | 3 | seed | yes |" in md
+    with (out / "report.csv").open() as f:
+        assert [r["from"] for r in csv.DictReader(f)] == ["A", "A", "A", "B", "B", "B"]
+    assert not (a / "report.md").exists() and (out / "arms.png").read_bytes()[:8] == PNG
+
+
+def test_every_plot_has_labelled_axes_and_win_rates_a_50_percent_line(tmp_path):
+    """The figures as the report builds them: every drawn axes has an x and a y label, each win
+    rate axis a line at 50 %, and the learning-rate panel appears once however many probe sets."""
+    from prefexp.reporting.arms import group_arms
+    from prefexp.reporting.displacement import displacement_figure
+    from prefexp.reporting.plots import against_tau_figure, arms_figure, curves_figure, pyplot
+
+    probes = [{"step": 0, "learning_rate": None, "probe/difficult/chosen": -30.0, "probe/easy/chosen": -20.0},
+              {"step": 5, "learning_rate": 1e-3, "probe/difficult/chosen": -31.0, "probe/easy/chosen": -19.0}]
+    s = tmp_path / "plots"
+    for num, (loss, tau, seed) in enumerate([("dpo", 0.5, 0), ("mixdpo", 0.5, 0), ("mixdpo", 1.0, 0), ("mixdpo", 1.0, 1)]):
+        arm_run(s, num, loss, seed, 50.0 + num, tau=tau, probes=probes)
+    arms = group_arms(collect_runs(s))
+    figures = {"arms": arms_figure(arms), "tau": against_tau_figure(arms), "curves": curves_figure(arms),
+               "displacement": displacement_figure(arms)}
+    for name, fig in figures.items():
+        assert fig.axes, name
+        for ax in fig.axes:
+            assert ax.get_xlabel() and ax.get_ylabel(), (name, ax.get_title())
+    for name in ("arms", "tau"):
+        (ax,) = [ax for ax in figures[name].axes if "win rate" in ax.get_xlabel() + ax.get_ylabel()]
+        lines = [tuple(line.get_xdata() if name == "arms" else line.get_ydata()) for line in ax.get_lines()]
+        assert (50.0, 50.0) in lines, (name, lines)
+    assert figures["arms"].axes[0].get_xlabel() == "sandbox: win rate vs reference (%)"
+    titles = [ax.get_title() for ax in figures["displacement"].axes]
+    assert titles.count("learning rate in effect") == 1 and len(titles) == 2 * 3 + 1
+    for fig in figures.values():
+        pyplot().close(fig)

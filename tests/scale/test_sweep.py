@@ -49,14 +49,23 @@ def test_two_by_two_multirun_writes_four_runs_and_a_report(tiny, tmp_path):
     for name in ("margins_vs_tau.png", "curves.png"):  # no eval results yet: margins against tau
         assert (sweep / name).read_bytes()[:8] == PNG
 
-    # W&B offline, one run per job: group = the sweep dir's name, job type, name = overrides, tags
-    first = sweep / summary["runs"][0]["dir"]
-    offline = list((first / "wandb").glob("offline-run-*/run-*.wandb"))
-    assert len(offline) == 1
-    record = offline[0].read_bytes()  # protobuf records: the strings are stored verbatim
-    for expected in (b"tau_sweep", b"sweep_point", b"tau=0.25,curriculum=easy_to_hard,", b"loss:mixdpo", b"tau:0.25",
-                     b"curriculum:easy_to_hard", b"smoke"):
-        assert expected in record, expected
+    # job dirs: short, glob-safe names; the overrides stay in .hydra/overrides.yaml
+    assert [j["dir"] for j in summary["runs"]] == [
+        "0_hf-ultrafeedback-mixdpo-tau0.25-easy_to_hard-s0", "1_hf-ultrafeedback-mixdpo-tau0.25-nocurriculum-s0",
+        "2_hf-ultrafeedback-mixdpo-tau1.0-easy_to_hard-s0", "3_hf-ultrafeedback-mixdpo-tau1.0-nocurriculum-s0"]
+    # W&B offline, one run per job: group = the sweep (unique), job type, the short name, tags of what it uses
+    from prefexp.wandb_files import config, run_identity
+
+    for job, curriculum_tags in zip(summary["runs"][:2], (["curriculum:easy_to_hard"], [])):
+        (offline,) = (sweep / job["dir"] / "wandb").glob("offline-run-*/run-*.wandb")
+        ident = run_identity(offline)
+        assert ident["group"].startswith("tau_sweep-") and ident["name"] == job["dir"].split("_", 1)[1]
+        assert sorted(ident["tags"]) == sorted(["smoke", "loss:mixdpo", "seed:0", "router:threshold", "tau:0.25",
+                                                *curriculum_tags])
+        assert b"sweep_point" in offline.read_bytes()  # the job type
+        saved = config(offline)
+        assert saved["loss"]["name"] == "mixdpo" and saved["tau"] == 0.25 and "trainer_args" in saved
+        assert ("curriculum" in saved) == bool(curriculum_tags)
 
 
 def test_a_failed_point_is_reported_and_the_sweep_goes_on(tiny, tmp_path):
@@ -108,7 +117,7 @@ def test_a_failing_multi_rank_job_quotes_its_ranks(tmp_path):
 
 def _evaluated_multirun(tiny: list[str], sweep: Path, *sweep_args: str) -> dict:
     """A multirun whose jobs hand their checkpoints to eval=sandbox (2 prompts), in a sweep dir
-    whose path holds a space and a quote; the job dirs hold '=' and ','."""
+    whose path holds a space and a quote."""
     from prefexp.config.override_quoting import override
 
     run(train_cmd("-m", *sweep_args, "evaluate=[sandbox]", "evaluate_overrides=['eval.limit=2']", *tiny,
@@ -117,13 +126,14 @@ def _evaluated_multirun(tiny: list[str], sweep: Path, *sweep_args: str) -> dict:
 
 
 def test_every_job_of_a_multirun_is_evaluated_from_a_quoted_dir(tiny, tmp_path):
-    """One job (seconds, not minutes): its dir '0_...loss=dpo,...' reaches prefexp.evaluate intact."""
+    """One job (seconds, not minutes): its dir '<sweep dir with a space and a quote>/0_hf-ultrafeedback-dpo-s0'
+    reaches prefexp.evaluate intact."""
     sweep = tmp_path / "hand off" / "it's a sweep"
     summary = _evaluated_multirun([o if o != "trainer.max_steps=2" else "trainer.max_steps=1" for o in tiny],
                                   sweep, "loss=dpo")
     assert (summary["jobs"], summary["ok"], summary["failed"]) == (1, 1, 0)
     job = summary["runs"][0]
-    assert "=" in job["dir"] and "," in job["dir"]
+    assert job["dir"] == "0_hf-ultrafeedback-dpo-s0"  # the groups it chose, loss, seed; glob-safe
     results = json.loads((sweep / job["dir"] / "eval" / "sandbox" / "results.json").read_text())
     assert results["n_items"] == 2 and results["metrics"]["n_total"] == 2
     assert job["eval"]["sandbox/n_total"] == 2.0
