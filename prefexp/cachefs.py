@@ -23,6 +23,8 @@ from __future__ import annotations
 
 import fcntl
 import glob
+import hashlib
+import json
 import logging
 import os
 import shutil
@@ -30,7 +32,7 @@ import socket
 import time
 import uuid
 from pathlib import Path
-from typing import Callable, Iterable
+from typing import Callable, Iterable, Optional
 
 log = logging.getLogger(__name__)
 
@@ -196,3 +198,166 @@ def _clean_killed_build(final: Path, what: str) -> None:
         log.warning("%s: removing %s, left by an interrupted build", what, path)
         remove(path)
 
+
+
+# --- Checked entries: a checksum and the expected shape, verified on every read ------------------
+#
+# A file entry is JSON ``{"format": 1, "sha256": <of the canonical data>, "n": len(data), "data": ...}``:
+# the manifest travels inside the entry, so it is written in the same rename as the values. A folder
+# entry (a model) holds ``MANIFEST.json`` (sha256 of every file the build wrote), written by
+# :func:`build_folder_once` before the folder is renamed into place. A read that fails the check
+# (edited values, truncated or empty file, missing key, wrong pair count) moves the entry aside as
+# ``<name>.corrupt`` (``.corrupt-N`` if taken; never deleted: it is evidence), logs one warning and
+# rebuilds. Legacy entries (written before checksums): a file is rebuilt once (cheap, and its values
+# cannot be trusted); a model folder is adopted with a warning and checksummed from then on,
+# because rebuilding one costs minutes to hours and its builds are deterministic by key.
+
+CHECKED_FORMAT = 1
+MANIFEST = "MANIFEST.json"
+
+
+class CacheCorrupt(Exception):
+    """A cache entry failed its check; the message says why."""
+
+
+def _canonical(data) -> tuple[object, str]:
+    """``data`` as JSON reads it back (str keys, lists) and its sha256 over sorted-key JSON."""
+    plain = json.loads(json.dumps(data))
+    return plain, hashlib.sha256(json.dumps(plain, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+
+
+def write_checked_json(path: Path, data) -> None:
+    """Write ``data`` (a dict or list) to ``path`` with its checksum and size embedded."""
+    plain, digest = _canonical(data)
+    Path(path).write_text(json.dumps({"format": CHECKED_FORMAT, "sha256": digest, "n": len(plain), "data": plain}))
+
+
+def read_checked_json(path: Path, *, keys: Optional[Iterable[str]] = None,
+                      check: Optional[Callable[[object], Optional[str]]] = None):
+    """The data of a checked entry; :class:`CacheCorrupt` if it fails its checksum, its size, the
+    expected top-level ``keys`` (exactly these) or ``check(data)`` (a problem string or None)."""
+    try:
+        text = Path(path).read_text()
+    except (OSError, UnicodeDecodeError) as err:
+        raise CacheCorrupt(f"unreadable ({err})") from None
+    if not text.strip():
+        raise CacheCorrupt("empty file")
+    try:
+        doc = json.loads(text)
+    except json.JSONDecodeError as err:
+        raise CacheCorrupt(f"not valid JSON ({err.msg} at char {err.pos}): truncated or edited") from None
+    if not (isinstance(doc, dict) and doc.get("format") == CHECKED_FORMAT and {"sha256", "n", "data"} <= doc.keys()):
+        raise CacheCorrupt("no checksum: written by an older prefexp version, so unverified")
+    data, digest = _canonical(doc["data"])
+    if digest != doc["sha256"]:
+        raise CacheCorrupt("checksum mismatch: values edited or partly written")
+    if len(data) != doc["n"]:
+        raise CacheCorrupt(f"{len(data)} items, manifest says {doc['n']}")
+    if keys is not None and isinstance(data, dict):
+        want = set(keys)
+        missing, extra = sorted(want - data.keys()), sorted(data.keys() - want)
+        if missing or extra:
+            raise CacheCorrupt(f"{len(missing)} expected key(s) missing (e.g. {missing[:3]}), "
+                               f"{len(extra)} unexpected (e.g. {extra[:3]})")
+    problem = check(data) if check else None
+    if problem:
+        raise CacheCorrupt(problem)
+    return data
+
+
+def quarantine(final: Path, why: str, what: str) -> Path:
+    """Move a failed entry aside as ``<name>.corrupt`` (or ``.corrupt-N``) and say so in one line."""
+    final = Path(final)
+    aside, n = final.with_name(final.name + ".corrupt"), 1
+    while aside.exists() or aside.is_symlink():
+        aside, n = final.with_name(f"{final.name}.corrupt-{n}"), n + 1
+    os.replace(final, aside)
+    log.warning("%s: cache entry %s failed its check (%s); moved aside to %s, rebuilding", what, final, why, aside.name)
+    return aside
+
+
+def cached_json(final: Path, compute: Callable[[], object], *, what: str, keys: Optional[Iterable[str]] = None,
+                check: Optional[Callable[[object], Optional[str]]] = None, force: bool = False) -> tuple[object, bool]:
+    """``(data, built)``: the checked entry ``final``, computed by ``compute()`` (at most once across
+    processes, :func:`build_once`) if missing, failed (moved aside, one warning) or ``force``.
+    ``data`` is always what JSON reads back (str keys, lists), whether built or read."""
+    keys = None if keys is None else list(keys)
+    built = build_once(final, lambda tmp: write_checked_json(tmp, compute()), what=what,
+                       complete=(lambda p: False) if force else file_complete)
+    try:
+        return read_checked_json(final, keys=keys, check=check), built
+    except CacheCorrupt as err:
+        if built:
+            raise  # what we just wrote fails: a bug or a broken disk, not something to loop on
+        with BuildLock(lock_path(final), _waiting_notice(final, what)):
+            try:  # under the lock: another process may have replaced it already
+                return read_checked_json(final, keys=keys, check=check), False
+            except FileNotFoundError:
+                pass
+            except CacheCorrupt as again:
+                quarantine(final, str(again), what)
+    build_once(final, lambda tmp: write_checked_json(tmp, compute()), what=what)
+    return read_checked_json(final, keys=keys, check=check), True
+
+
+def _file_digest(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def write_folder_manifest(folder: Path) -> None:
+    """``MANIFEST.json``: the sha256 of every file now in ``folder`` (files added later, such as
+    cached samples inside a model folder, are separate entries and not covered)."""
+    folder = Path(folder)
+    files = sorted(p for p in folder.rglob("*") if p.is_file() and p.name != MANIFEST)
+    (folder / MANIFEST).write_text(json.dumps(
+        {"format": CHECKED_FORMAT, "files": {str(p.relative_to(folder)): _file_digest(p) for p in files}}, indent=1))
+
+
+def verify_folder(folder: Path) -> None:
+    """:class:`CacheCorrupt` unless every file the manifest lists is there with its checksum."""
+    try:
+        files = json.loads((Path(folder) / MANIFEST).read_text())["files"]
+    except FileNotFoundError:
+        raise CacheCorrupt("no checksum: written by an older prefexp version") from None
+    except (ValueError, KeyError, TypeError):
+        raise CacheCorrupt(f"{MANIFEST} unreadable") from None
+    for rel, digest in files.items():
+        path = Path(folder) / rel
+        if not path.is_file():
+            raise CacheCorrupt(f"{rel} missing")
+        if _file_digest(path) != digest:
+            raise CacheCorrupt(f"checksum mismatch on {rel}")
+
+
+def build_folder_once(final: Path, build: Callable[[Path], None], *, what: str, force: bool = False) -> bool:
+    """:func:`build_once` for a folder entry with a ``DONE`` marker, checksummed (``MANIFEST.json``)
+    and verified on every use; a failed folder is moved aside and rebuilt, a legacy one (no
+    manifest) adopted with a warning. Returns True if this call built it."""
+    def checked_build(tmp: Path) -> None:
+        build(tmp)
+        write_folder_manifest(tmp)
+
+    complete = (lambda p: False) if force else done_marker_complete
+    if build_once(final, checked_build, complete=complete, directory=True, what=what):
+        return True
+    try:
+        verify_folder(final)
+        return False
+    except CacheCorrupt:
+        pass
+    with BuildLock(lock_path(final), _waiting_notice(final, what)):
+        try:
+            verify_folder(final)
+            return False
+        except CacheCorrupt as err:
+            if not (final / MANIFEST).exists():
+                log.warning("%s: %s has no checksum (written by an older prefexp version); adopted as is "
+                            "and checksummed from now on", what, final)
+                write_folder_manifest(final)
+                return False
+            quarantine(final, str(err), what)
+    return build_once(final, checked_build, complete=done_marker_complete, directory=True, what=what)

@@ -140,8 +140,8 @@ def shared_reference_logps(model_loader: Callable, model_dir: str, examples: Seq
     import torch
 
     from .memory import measured
-    from ..cachefs import write_text_atomic
-    from .reference import cached_reference_logps, compute_reference_logps, reference_cache_path
+    from ..cachefs import CacheCorrupt, quarantine, temp_path, write_checked_json
+    from .reference import cached_reference_logps, compute_reference_logps, read_reference_logps, reference_cache_path
 
     device = local_device()
     if world_size() <= 1 and zero3 is None:  # one process: concurrent runs on one key compute it once
@@ -151,9 +151,14 @@ def shared_reference_logps(model_loader: Callable, model_dir: str, examples: Seq
     path = reference_cache_path(model_dir, examples, cache_dir, precision)
     if world_size() > 1 or zero3 is not None:
         _join_for_reference(zero3 is not None)
-    if all(_gathered(path.exists())):
+    cached, problem = None, None
+    try:
+        cached = read_reference_logps(path, examples) if path.exists() else None
+    except CacheCorrupt as err:  # every rank sees the same file; rank 0 moves it aside below
+        problem = str(err)
+    if all(_gathered(cached is not None)):
         log.info("reference log-probs: cache hit %s", path)
-        return {int(k): tuple(v) for k, v in json.loads(path.read_text()).items()}
+        return cached
 
     with measured("the reference pass" + (" (ZeRO-3 partitioned)" if zero3 else ""), "memory/reference"):
         if zero3 is not None:
@@ -170,7 +175,12 @@ def shared_reference_logps(model_loader: Callable, model_dir: str, examples: Seq
             torch.cuda.empty_cache()
     merged = {int(k): tuple(v) for part in _gathered(values) for k, v in part.items()}
     if is_main_process():
-        write_text_atomic(path, json.dumps({str(k): list(v) for k, v in merged.items()}))  # never half a cache
+        if problem and path.exists():
+            quarantine(path, problem, "reference log-probs")
+        tmp = temp_path(path)  # never half a cache: written aside, renamed into place
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write_checked_json(tmp, {str(k): list(v) for k, v in merged.items()})
+        os.replace(tmp, path)
         log.info("reference log-probs: %d pairs over %d rank(s), cached at %s", len(merged), world_size(), path)
     barrier()
     return merged

@@ -17,7 +17,7 @@ from typing import Sequence
 import torch
 from tqdm.auto import tqdm
 
-from ..cachefs import build_once
+from ..cachefs import cached_json, read_checked_json
 from .batching import PairCollator
 from .logps import forward_logps
 from .weights_key import weights_fingerprint  # noqa: F401  (re-exported: the reward and token caches use it)
@@ -65,8 +65,19 @@ def compute_reference_logps(model, examples: Sequence[dict], pad_token_id: int, 
     return out
 
 
-def read_reference_logps(path: Path) -> dict[int, tuple[float, float]]:
-    return {int(k): tuple(v) for k, v in json.loads(Path(path).read_text()).items()}
+def pair_values_problem(data: dict) -> str | None:
+    """Why ``data`` is not ``{"<index>": [chosen, rejected], ...}`` of numbers (None if it is)."""
+    for k, v in data.items():
+        if not (isinstance(v, list) and len(v) == 2 and all(isinstance(x, (int, float)) for x in v)):
+            return f"value of pair {k} is {str(v)[:40]}, not [chosen, rejected]"
+    return None
+
+
+def read_reference_logps(path: Path, examples: Sequence[dict]) -> dict[int, tuple[float, float]]:
+    """The verified cache file (:func:`prefexp.cachefs.read_checked_json`: checksum, one entry per
+    example); raises :class:`prefexp.cachefs.CacheCorrupt` otherwise."""
+    data = read_checked_json(path, keys=[str(e["index"]) for e in examples], check=pair_values_problem)
+    return {int(k): tuple(v) for k, v in data.items()}
 
 
 def cached_reference_logps(model_loader, model_dir: str, examples: Sequence[dict], pad_token_id: int,
@@ -74,17 +85,15 @@ def cached_reference_logps(model_loader, model_dir: str, examples: Sequence[dict
     """Load from ``cache_dir`` or compute with ``model_loader()`` and store.
 
     Concurrent cold runs with the same key compute once: the others wait on the entry's lock and
-    then read the file (``prefexp.cachefs.build_once``)."""
+    then read the file (``prefexp.cachefs.build_once``). A file that fails its check (edited,
+    truncated, a pair missing) is moved aside and recomputed (``prefexp.cachefs.cached_json``)."""
     path = reference_cache_path(model_dir, examples, cache_dir, precision)
-    computed: dict[int, tuple[float, float]] = {}
 
-    def build(tmp: Path) -> None:
-        model = model_loader()
-        computed.update(compute_reference_logps(model, examples, pad_token_id, batch_size, precision))
-        tmp.write_text(json.dumps({str(k): v for k, v in computed.items()}))
+    def compute() -> dict[str, list[float]]:
+        values = compute_reference_logps(model_loader(), examples, pad_token_id, batch_size, precision)
+        return {str(k): list(v) for k, v in values.items()}
 
-    if build_once(path, build, what="reference log-probs"):
-        log.info("reference log-probs: computed %d pairs, cached at %s", len(computed), path)
-        return computed
-    log.info("reference log-probs: cache hit %s", path)
-    return read_reference_logps(path)
+    data, built = cached_json(path, compute, what="reference log-probs", keys=[str(e["index"]) for e in examples],
+                              check=pair_values_problem)
+    log.info("reference log-probs: %s %s", f"computed {len(data)} pairs, cached at" if built else "cache hit", path)
+    return {int(k): tuple(v) for k, v in data.items()}

@@ -29,9 +29,9 @@ from typing import Optional, Sequence
 
 import torch
 
-from ..cachefs import build_once, done_marker_complete, file_complete
+from ..cachefs import CacheCorrupt, build_folder_once, cached_json, read_checked_json
 from ..data.records import PreferencePair
-from ..engine.reference import examples_fingerprint, weights_fingerprint
+from ..engine.reference import examples_fingerprint, pair_values_problem, weights_fingerprint
 from .hparams import RewardModelConfig, key_hparams
 
 log = logging.getLogger(__name__)
@@ -82,8 +82,8 @@ def ensure_reward_model(model_path: str, hparams: RewardModelConfig, examples: S
                        version=REWARD_MODEL_VERSION)
         (tmp / "DONE").write_text(json.dumps(summary, indent=2, default=str) + "\n")
 
-    complete = (lambda p: False) if force else done_marker_complete  # force: rebuild even a complete one
-    if not build_once(final, build, complete=complete, directory=True, what="reward model"):
+    # checksummed (MANIFEST.json) and verified on every use; force: rebuild even a complete one
+    if not build_folder_once(final, build, what="reward model", force=force):
         log.info("reward model: cache hit %s", final)
         return final
     log.info("reward model: trained %d steps (loss %.4f) on %d pairs -> %s", summary["steps"],
@@ -101,7 +101,12 @@ def load_reward_model(rm_dir: Path, dtype: str = "float32", trust_remote_code: b
 
 
 def read_scores(path: Path) -> dict[int, tuple[float, float]]:
-    return {int(k): (float(v[0]), float(v[1])) for k, v in json.loads(Path(path).read_text()).items()}
+    """A verified scores file (:func:`prefexp.cachefs.read_checked_json`)."""
+    return _as_scores(read_checked_json(path, check=pair_values_problem))
+
+
+def _as_scores(data: dict) -> dict[int, tuple[float, float]]:
+    return {int(k): (float(v[0]), float(v[1])) for k, v in data.items()}
 
 
 def cached_reward_scores(model_path: str, hparams: RewardModelConfig, train_examples: Sequence[dict],
@@ -117,9 +122,14 @@ def cached_reward_scores(model_path: str, hparams: RewardModelConfig, train_exam
     """
     rm_key = reward_model_key(base_fingerprint(model_path), examples_fingerprint(train_examples), hparams)
     path = scores_path(cache_dir, rm_key, examples_fingerprint(score_examples))
+    keys = [str(e["index"]) for e in score_examples]
     if path.is_file() and not force:
-        log.info("reward scores: cache hit %s", path)
-        return read_scores(path), path
+        try:
+            scores = _as_scores(read_checked_json(path, keys=keys, check=pair_values_problem))
+            log.info("reward scores: cache hit %s", path)
+            return scores, path
+        except CacheCorrupt:
+            pass  # cached_json below moves it aside (one warning) and rebuilds, if building is allowed
     if not build_if_missing:
         how = command or ("python -m prefexp.reward model=<model option> dataset=<dataset option> "
                           f"(with the settings of this run; base model {model_path})")
@@ -128,23 +138,21 @@ def cached_reward_scores(model_path: str, hparams: RewardModelConfig, train_exam
             "or allow building them inside this run.")
     from .model import score_pairs
 
-    computed: dict[int, tuple[float, float]] = {}
-
-    def build(tmp: Path) -> None:
+    def compute() -> dict[str, list[float]]:
         rm_dir = ensure_reward_model(model_path, hparams, train_examples, tokenizer, cache_dir, trust_remote_code,
                                      force=force, rm_key=rm_key)
         model = load_reward_model(rm_dir, hparams.dtype, trust_remote_code)
         if torch.cuda.is_available():
             model.to("cuda")
-        computed.update(score_pairs(model, score_examples, tokenizer.pad_token_id, hparams.score_batch_size))
-        tmp.write_text(json.dumps({str(k): list(v) for k, v in sorted(computed.items())}))
+        scored = score_pairs(model, score_examples, tokenizer.pad_token_id, hparams.score_batch_size)
+        return {str(k): list(v) for k, v in sorted(scored.items())}
 
-    complete = (lambda p: False) if force else file_complete
-    if not build_once(path, build, complete=complete, what="reward scores"):
+    data, built = cached_json(path, compute, what="reward scores", keys=keys, check=pair_values_problem, force=force)
+    if built:
+        log.info("reward scores: scored %d pairs, cached at %s", len(data), path)
+    else:
         log.info("reward scores: built by another process, reusing %s", path)
-        return read_scores(path), path
-    log.info("reward scores: scored %d pairs, cached at %s", len(computed), path)
-    return computed, path
+    return _as_scores(data), path
 
 
 def reward_margins(model_path: str, hparams: RewardModelConfig, pairs: Sequence[PreferencePair], tokenizer,

@@ -29,7 +29,7 @@ import torch
 from tqdm.auto import tqdm
 from transformers import LlamaConfig, LlamaForCausalLM
 
-from ..cachefs import build_once, done_marker_complete
+from ..cachefs import build_folder_once
 from .data import build_sandbox_rows, heldout_prompts
 from .generate import generate_responses
 from .quality import reference_report, warn_if_unfit
@@ -155,10 +155,6 @@ def ensure_sandbox_model(cache_dir: Union[str, Path], *, hidden_size: int = 64, 
         raise ValueError(f"hidden_size={hidden_size} must be divisible by num_heads={num_heads}")
     cache_dir = Path(cache_dir)
     final = sandbox_model_dir(cache_dir, **args)
-    if (final / "DONE").is_file():
-        _warn_if_unfit(final)
-        return final
-
     def build(tmp: Path) -> None:
         # Says why the first run pauses (tqdm is silent when stderr is not a terminal).
         print(f"building the sandbox model ({sft_steps} SFT steps) into {final}", file=sys.stderr, flush=True)
@@ -171,7 +167,8 @@ def ensure_sandbox_model(cache_dir: Union[str, Path], *, hidden_size: int = 64, 
 
     # one build for concurrent cold runs (a lock; the others wait and reuse it), renamed into place
     # when complete; what a killed build left behind is cleaned by the next one
-    build_once(final, build, complete=done_marker_complete, directory=True, what="sandbox model")
+    # checksummed (MANIFEST.json) and verified on every use: an edited or damaged file is moved aside
+    build_folder_once(final, build, what="sandbox model")
     _warn_if_unfit(final)
     return final
 

@@ -66,11 +66,11 @@ def ensure_reference_samples(model_dir: Path, prompts: Sequence[str], k: int, te
                              seed: int) -> list[list[str]]:
     """The cached samples of the model in ``model_dir`` for these arguments (sampled on a miss, by
     one process: concurrent runs, or the ranks of one run, wait for it and reuse the file)."""
-    from ..cachefs import build_once
+    from ..cachefs import cached_json
 
     path = Path(model_dir) / "samples" / f"{samples_key(prompts, k, temperature, seed)}.json"
 
-    def build(tmp: Path) -> None:
+    def compute() -> dict:
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
         print(f"sampling {k} responses for each of {len(prompts)} prompts from {model_dir}", file=sys.stderr,
@@ -78,7 +78,14 @@ def ensure_reference_samples(model_dir: Path, prompts: Sequence[str], k: int, te
         model = AutoModelForCausalLM.from_pretrained(model_dir)
         tokenizer = AutoTokenizer.from_pretrained(model_dir)
         responses = sample_responses(model, tokenizer, list(prompts), k, temperature, seed)
-        tmp.write_text(json.dumps({"k": k, "temperature": temperature, "seed": seed, "responses": responses}))
+        return {"k": k, "temperature": temperature, "seed": seed, "responses": responses}
 
-    build_once(path, build, what="sandbox samples")
-    return json.loads(path.read_text())["responses"]
+    def shape_problem(data: dict) -> str | None:
+        got = data["responses"]
+        if len(got) != len(prompts) or any(len(r) != k for r in got):
+            return f"responses for {len(got)} prompts, expected {len(prompts)} x {k}"
+        return None
+
+    data, _ = cached_json(path, compute, what="sandbox samples", keys=["k", "temperature", "seed", "responses"],
+                          check=shape_problem)
+    return data["responses"]
