@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from prefexp.config.schema import DatasetConfig, ModelConfig
+from prefexp.cachefs import read_checked_json
 from prefexp.reward import RewardScoresMissing, cached_reward_scores, reward_command, reward_margins
 from prefexp.reward.cache import reward_model_dir, scores_path
 from tests.conftest import REPO
@@ -45,7 +46,7 @@ def test_cli_writes_model_scores_and_summary(cli_run):
     assert config["pad_token_id"] == 50256  # tiny GPT-2 has no pad token: pad = eos
     done = json.loads((rm_dir / "DONE").read_text())
     assert done["steps"] == FAST["max_steps"] and done["pairs"] == 64
-    scores = json.loads(Path(summary["scores_file"]).read_text())
+    scores = read_checked_json(Path(summary["scores_file"]))  # the checked envelope (cachefs.py)
     assert Path(summary["scores_file"]).parent == cache / "reward_scores"
     assert sorted(scores, key=int) == [str(i) for i in range(64)]
     assert all(len(v) == 2 and all(isinstance(x, float) for x in v) for v in scores.values())
@@ -81,7 +82,7 @@ def test_library_finds_cli_cache_without_retraining(cli_run, tiny_gpt2, tokenize
     assert margins == again and sorted(margins) == list(range(64))
     assert sum(m > 0 for m in margins.values()) / 64 > 0.8
     assert scores_file.stat().st_mtime_ns == before
-    stored = json.loads(scores_file.read_text())
+    stored = read_checked_json(scores_file)
     assert margins[5] == pytest.approx(stored["5"][0] - stored["5"][1])
     # score_batch_size / logging_steps are not part of the key
     assert reward_margins(tiny_gpt2, fast_hparams(score_batch_size=3, logging_steps=1), synthetic_pairs(64),
