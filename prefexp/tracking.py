@@ -12,7 +12,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Sequence
 
-from .launch.naming import run_name, sweep_group
+from .reporting.naming import run_name, sweep_group
 from .reporting.axes import router_is_used, tau_is_used
 
 log = logging.getLogger(__name__)

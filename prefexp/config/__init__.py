@@ -24,8 +24,8 @@ def short_dirname(text: str, limit: int = 120) -> str:
 
 
 def job_name(*, _root_) -> str:
-    """``${prefexp_job_name:}``: a sweep job's dir name (``prefexp.launch.naming``; imported on use)."""
-    from ..launch.naming import job_dir_name
+    """``${prefexp_job_name:}``: a sweep job's dir name (``prefexp.reporting.naming``; imported on use)."""
+    from ..reporting.naming import job_dir_name
 
     return job_dir_name(_root_=_root_)
 

@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from prefexp.cachefs import read_checked_json
 from tests.helpers import REPO, read_jsonl, run_train
 
 # Synthetic responses: one row per prompt (400 pairs) and rows rebuilt here without the model;
@@ -56,7 +57,7 @@ def test_madpo_trains_on_reward_model_margins(tmp_path, cache):
     train(run_dir, cache, "loss=madpo", "trainer.max_steps=2", "trainer.per_device_batch_size=8")
     assert list((cache / "reward_models").glob("*/DONE")), "the reward model was not built"
     (scores_file,) = (cache / "reward_scores").glob("*.json")
-    scores = {int(k): v[0] - v[1] for k, v in json.loads(scores_file.read_text()).items()}
+    scores = {int(k): v[0] - v[1] for k, v in read_checked_json(scores_file).items()}
     plan = read_jsonl(run_dir / "routing_plan.jsonl")
     assert len(plan) == 400 and all(row["metric"] == "rating" for row in plan)
     for row in plan:  # the router reads ratings, MADPO's weights read the reward model
@@ -147,5 +148,5 @@ def test_model_metrics_plan_without_training(tmp_path, cache, metric):
     assert 0 < sum(row["route"] == "sft" for row in plan) < 400  # both signs occur
     if metric == "reward_model":
         (scores_file,) = (cache / "reward_scores").glob("*.json")
-        scores = {int(k): v[0] - v[1] for k, v in json.loads(scores_file.read_text()).items()}
+        scores = {int(k): v[0] - v[1] for k, v in read_checked_json(scores_file).items()}
         assert all(row["margin"] == pytest.approx(scores[row["index"]]) for row in plan)

@@ -15,6 +15,8 @@ from pathlib import Path
 
 import pytest
 
+from prefexp.cachefs import read_checked_json
+
 from .conftest import read_jsonl, run, train_cmd
 
 DS = ["model.dtype=float32", "trainer.per_device_batch_size=4", "trainer.logging_steps=1"]  # fp16 fails on CPU
@@ -52,7 +54,7 @@ def test_zero2_two_ranks_from_one_command(tiny, tmp_path, cache_dir):
     rank_logs = sorted(p.parent.name for p in (run_dir / ".launch").rglob("stderr.log"))
     assert rank_logs == ["0", "1"], "two ranks were started"
     caches = list((cache_dir / "reference_logps").glob("*.json"))
-    assert len(caches) == 1 and len(json.loads(caches[0].read_text())) == 64, "reference log-probs gathered from 2 shards"
+    assert len(caches) == 1 and len(read_checked_json(caches[0])) == 64, "reference log-probs gathered from 2 shards"
 
 
 def test_zero3_two_ranks_under_torchrun(tiny, tmp_path):

@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 
 from prefexp import launch, tracking
-from prefexp.launch import naming, ranks
+from prefexp.launch import ranks
+from prefexp.reporting import naming
 
 
 from .conftest import read_jsonl, run, train_cmd

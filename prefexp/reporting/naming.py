@@ -14,7 +14,7 @@ import re
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
-from ..reporting.axes import router_is_used, tau_is_used
+from .axes import router_is_used, tau_is_used
 
 # groups that never change what a run learns, or that the name already says in its own way
 _UNNAMED_GROUPS = {"loss", "router", "curriculum", "logger", "paths", "local", "hydra", "train_schema"}
