@@ -54,6 +54,11 @@ def _check_trainer(c: TrainConfig, errors: list[str]) -> None:
         value = getattr(t, key)
         if value < 1:
             errors.append(f"trainer.{key}={value} must be >= 1")
+    p = t.probes
+    for key, value in (("every_n_steps", p.every_n_steps), ("n_pairs", p.n_pairs),
+                       ("batch_size", 1 if p.batch_size is None else p.batch_size)):
+        if value < 1:
+            errors.append(f"trainer.probes.{key}={value} must be >= 1 (trainer.probes.enabled=false turns probes off)")
     if t.precision == "fp16" and not _has_cuda():
         errors.append("trainer.precision=fp16 needs a CUDA GPU and none is visible; pass trainer.precision=bf16 "
                       "(CPU autocast) or trainer.precision=fp32")

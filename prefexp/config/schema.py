@@ -140,6 +140,19 @@ class CurriculumConfig:
 
 
 @dataclass
+class ProbesConfig:
+    """Likelihood-displacement probes (``prefexp.engine.probes``): forward-only passes over fixed
+    pairs. 2 sets x 32 pairs cost ~1.7 training steps of 16 pairs each (tiny GPT-2, CPU): every 50
+    steps ~3 % of a run's wall time (every 5 steps it was +33 %). ``batch_size`` null = the training micro-batch, so a probe
+    (no gradients) never sets the run's peak memory."""
+
+    enabled: bool = True
+    every_n_steps: int = 50  # also before the first step and after the last
+    batch_size: Optional[int] = None
+    n_pairs: int = 32  # per probe set (difficult / easy by rating margin < tau)
+
+
+@dataclass
 class TrainerConfig:
     max_steps: int = -1  # caps the run; -1 = num_epochs over the data
     num_epochs: float = 1.0
@@ -161,6 +174,7 @@ class TrainerConfig:
     # saved) | skip (no optimizer update for that batch; counted in the logs and nonfinite.json)
     on_nonfinite: str = "stop"
     reference_batch_size: int = 32
+    probes: ProbesConfig = field(default_factory=ProbesConfig)
     # shared-prompt, padding-free pair batches (engine/packing.py): same log-probs, 1.7x tokens/s in
     # the CPU benchmark (2M params, long responses) but 2.6x slower on the 138k-param sandbox, where
     # building the 4-D mask costs more than the padding it saves; and SDPA with a custom mask cannot

@@ -1,6 +1,6 @@
 """Likelihood displacement probes: log-probs of chosen and rejected on fixed probe sets, over training.
 
-Every ``every_n_steps`` optimizer steps (and before the first, and after the last) the callback
+Every ``every_n_steps`` optimizer steps (``trainer.probes.every_n_steps``) (and before the first, and after the last) the callback
 forwards fixed probe pairs through the policy, without gradients and in eval mode, and appends one
 row to ``<run dir>/probes.jsonl``:
 
@@ -107,7 +107,7 @@ class ProbeCallback(TrainerCallback):
         self._last_probed: Optional[int] = None
 
     def _probe(self, step: int, learning_rate: Optional[float]) -> None:
-        if step == self._last_probed:
+        if step == self._last_probed or not self.probes:  # no sets: probes off, no probes.jsonl
             return
         self._last_probed = step
         was_training = self.model.training

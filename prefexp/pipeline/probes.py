@@ -20,8 +20,10 @@ class DisplacementProbes:
 
 def displacement_probes(c: TrainConfig, data: PairData, tokens: TokenisedPairs,
                         examples: list[dict]) -> DisplacementProbes:
-    """Drawn from all pairs (discarded ones too) by the rating margin, with a fixed seed, so every
+    """No sets with ``trainer.probes.enabled=false`` (route_learning_rates.json is still written).
+    Drawn from all pairs (discarded ones too) by the rating margin, with a fixed seed, so every
     arm of a sweep (DPO, MixDPO, discard) is probed on the same pairs."""
     margin_of = {p.index: m for p, m in zip(data.pairs, rating_margins(data.pairs))}
-    return DisplacementProbes(probe_sets(tokens.examples, margin_of, c.tau),
+    sets = probe_sets(tokens.examples, margin_of, c.tau, per_set=c.trainer.probes.n_pairs) if c.trainer.probes.enabled else {}
+    return DisplacementProbes(sets,
                               training_labels([e["index"] for e in examples], margin_of, c.tau))

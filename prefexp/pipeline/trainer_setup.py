@@ -39,7 +39,8 @@ def build_trainer(settings: Settings, examples: list[dict], probes: Displacement
     collator = make_collator(examples, c, policy, model.tokenizer.pad_token_id)
     t = c.trainer
     probe_callback = ProbeCallback(policy, probes.sets, model.tokenizer.pad_token_id, run_dir / "probes.jsonl",
-                                   every_n_steps=t.logging_steps, labels_in_order=probes.labels_in_order,
+                                   every_n_steps=t.probes.every_n_steps, labels_in_order=probes.labels_in_order,
+                                   batch_size=t.probes.batch_size or t.per_device_batch_size,
                                    pairs_per_step=pairs_per_step(c),
                                    is_main_process=is_main_process())
     callbacks = [ThroughputCallback(), PeakMemoryCallback(),  # per-rank peaks: before the metrics file

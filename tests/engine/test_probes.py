@@ -125,3 +125,21 @@ def test_route_learning_rates_wrap_at_the_epoch():
     assert out["a"] == {"pair_updates": 2, "mean_lr": 0.625, "min_lr": 0.25, "max_lr": 1.0,
                         "mean_lr_fraction_of_peak": 0.625}
     assert out["c"]["mean_lr"] == 0.5 and out["b"]["mean_lr"] == 0.625
+
+
+def test_probe_settings_reach_the_run(tmp_path):
+    """Through the real entry point on the sandbox: ``trainer.probes.every_n_steps=2`` over 5 steps
+    probes at steps 0, 2, 4 and the last (5), ``n_pairs=3`` pairs a set; ``enabled=false`` writes no
+    probes.jsonl but still the route learning rates."""
+    from tests.helpers import read_jsonl, run_train
+
+    common = ["logger=none", "trainer.max_steps=5", "trainer.logging_steps=1"]
+    run_train(tmp_path / "on", *common, "trainer.probes.every_n_steps=2", "trainer.probes.n_pairs=3",
+              "trainer.probes.batch_size=2")
+    rows = read_jsonl(tmp_path / "on" / "probes.jsonl")
+    assert [r["step"] for r in rows] == [0, 2, 4, 5]
+    sets = {k.split("/")[1] for k in rows[0] if k.startswith("probe/")}
+    assert sets == {"difficult", "easy"} and all(rows[0][f"probe/{s}/n"] == 3 for s in sets)
+    run_train(tmp_path / "off", *common, "trainer.probes.enabled=false")
+    assert not (tmp_path / "off" / "probes.jsonl").exists()
+    assert (tmp_path / "off" / "route_learning_rates.json").exists()

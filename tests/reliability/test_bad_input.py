@@ -72,6 +72,8 @@ CASES = [
          ["trainer.max_stepz=3 is not a config key; did you mean trainer.max_steps?"]),
     Case("unknown_chat_template", None, None, ["model.chat_template=chatmll"],
          ["model.chat_template='chatmll' is not a built-in template"]),
+    Case("probes_every_zero", None, None, ["trainer.probes.every_n_steps=0"],
+         ["trainer.probes.every_n_steps=0 must be >= 1", "trainer.probes.enabled=false"]),
 ]
 
 
