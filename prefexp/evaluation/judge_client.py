@@ -82,7 +82,7 @@ def reply_text(resp: Any) -> str:
     back as a ``str``, and a JSON one is built into a completion whatever it holds (``choices``
     empty or absent, ``message`` None), so each case is checked here, not left to fail later."""
     if isinstance(resp, str):
-        raise _Unreadable(f"body is not a JSON object: {_excerpt(resp)}")
+        raise _Unreadable(f"body is not a JSON object, it begins {_excerpt(resp)}")
     choices = getattr(resp, "choices", None)
     if not isinstance(choices, list) or not choices:
         raise _Unreadable("no choices in the completion")
