@@ -16,8 +16,9 @@ with that HTTP status; ``hang_next(n, seconds)`` delays them past a client's tim
 ``unreadable_next(n, kind)`` answers them HTTP 200 with a body that is no chat completion (kinds
 in ``UNREADABLE``: cut-off JSON, an HTML page as a proxy sends, ``choices: []``, a choice without
 a message, a message with null content). Standing faults: ``fail_always(status)`` (every POST),
-``unreadable_always(kind, after=0)`` (every POST once ``after`` more have been answered), ``drop_logprobs_every(n)`` (every n-th logprob
-request is answered without logprobs; n=1: a judge that never returns them),
+``unreadable_always(kind, after=0)`` (every POST once ``after`` more have been answered),
+``drop_logprobs_every(n)`` (every n-th logprob request is answered without logprobs; n=1: a
+judge that never returns them),
 ``garbage_every(n)`` (every n-th judge request gets an answer with no usable verdict: no
 ``[[rating]]`` for MT-Bench, top tokens other than m/M for AlpacaEval), ``delay_s`` (each
 judge answer takes that long). ``item_counts(kind)`` counts the requests per judged item (the

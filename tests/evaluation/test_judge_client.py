@@ -84,7 +84,7 @@ def test_missing_key_env_is_named(monkeypatch):
 
 # kind -> the reason the client must give (each kind is spotted by a different check)
 UNREADABLE_REASON = {"truncated": r"truncated or invalid JSON: ",
-                     "html": r"body is not a JSON object, it begins '<!DOCTYPE html> <html><head><title>502 Bad Gateway",
+                     "html": r"body is not a JSON object, it begins '<!DOCTYPE html> <html><head><title>502 Bad",
                      "no_choices": r"no choices in the completion",
                      "no_message": r"choice without a message",
                      "null_content": r"message without content"}
