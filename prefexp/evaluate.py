@@ -7,8 +7,10 @@ turns it into typed dataclasses once (``prefexp.evaluation.config``) and hands t
 ``prefexp.evaluation.runner``, which picks the entry (``sources``) and runs the benchmark.
 
 Exit codes: 0 done; 2 bad input (one ``error:`` line per problem, naming the key or file);
-3 the judge is unreachable or failing, or some judgments failed (results.json holds the rest;
-re-running the same command asks only for the failed ones).
+3 the judge is unreachable or failing (429/5xx, time-outs or unreadable HTTP 200 replies past
+``eval.judge.max_retries``), or some judgments failed: the ``error:`` line names the failed items
+(results.json holds the rest and lists them in ``failed_items``; re-running the same command asks
+only for the failed ones).
 """
 from __future__ import annotations
 

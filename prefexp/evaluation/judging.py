@@ -35,13 +35,37 @@ class JudgeSetupError(InputError):
 
 
 class IncompleteJudging(JudgeError):
-    """Some items have no final judgment; results.json holds the rest. Exit code 3."""
+    """Some items have no final judgment; results.json holds the rest. Exit code 3.
 
-    def __init__(self, n_failed: int, n_items: int, results_path, reasons: dict[str, int]):
+    The message names the first ``NAMED_ITEMS`` failed items (``item_label``), so the exit line
+    (and a training run's ``eval/<name>/FAILED`` marker, which holds its stderr) says which."""
+
+    NAMED_ITEMS = 5
+
+    def __init__(self, n_failed: int, n_items: int, results_path, reasons: dict[str, int],
+                 items: Sequence[str] = ()):
         self.n_failed, self.n_items, self.results_path, self.reasons = n_failed, n_items, results_path, reasons
+        self.items = list(items)
         why = "; ".join(f"{n} x {r}" for r, n in sorted(reasons.items(), key=lambda kv: -kv[1]))
-        super().__init__(f"{n_failed} of {n_items} judgment(s) failed ({why}); the rest are kept and "
-                         f"scored in {results_path}; re-running the same command asks only for the failed ones")
+        named = ", ".join(self.items[: self.NAMED_ITEMS])
+        if len(self.items) > self.NAMED_ITEMS:
+            named += f" and {len(self.items) - self.NAMED_ITEMS} more"
+        super().__init__(f"{n_failed} of {n_items} judgment(s) failed ({why})"
+                         + (f"; failed: {named} (all listed in failed_items)" if named else "")
+                         + f"; the rest are kept and scored in {results_path}; "
+                         "re-running the same command asks only for the failed ones")
+
+
+def _short(value: Any, n: int = 40) -> str:
+    if isinstance(value, str):
+        return repr(value if len(value) <= n else value[:n] + "...")
+    return str(value)
+
+
+def item_label(item: dict) -> str:
+    """A failed item as ``key=value`` pairs (``question_id=81 turn=2``), its reason left out and
+    long text cut, so any benchmark's ``failed_items`` row can be named on one line."""
+    return " ".join(f"{k}={_short(v)}" for k, v in item.items() if k != "reason" and v is not None)
 
 
 @dataclass

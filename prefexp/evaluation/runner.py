@@ -15,7 +15,7 @@ from pathlib import Path
 
 from . import results
 from .config import EvaluateConfig, validate
-from .judging import IncompleteJudging, reason_counts
+from .judging import IncompleteJudging, item_label, reason_counts
 from .sources import output_dir, resolve_source
 from .store import write_json
 
@@ -56,7 +56,8 @@ def evaluate(cfg: EvaluateConfig) -> dict:
         failed = res.get("failed_items") or []
         if failed:
             reasons = reason_counts([f["reason"] for f in failed])
-            raise IncompleteJudging(len(failed), res.get("n_judgments_expected", res["n_items"]), path, reasons)
+            raise IncompleteJudging(len(failed), res.get("n_judgments_expected", res["n_items"]), path, reasons,
+                                    [item_label(f) for f in failed])
         return res
     finally:
         logging.getLogger().removeHandler(handler)

@@ -12,9 +12,13 @@ It speaks enough of the chat-completions API for everything the evaluation stage
 * ``GET /v1/models`` and ``POST /v1/completions``.
 
 Faults are injected per request, in order: ``fail_next(n, status)`` answers the next n POSTs
-with that HTTP status; ``hang_next(n, seconds)`` delays them past a client's time-out. Standing
-faults: ``fail_always(status)`` (every POST), ``drop_logprobs_every(n)`` (every n-th logprob
-request is answered without logprobs; n=1: a judge that never returns them),
+with that HTTP status; ``hang_next(n, seconds)`` delays them past a client's time-out;
+``unreadable_next(n, kind)`` answers them HTTP 200 with a body that is no chat completion (kinds
+in ``UNREADABLE``: cut-off JSON, an HTML page as a proxy sends, ``choices: []``, a choice without
+a message, a message with null content). Standing faults: ``fail_always(status)`` (every POST),
+``unreadable_always(kind, after=0)`` (every POST once ``after`` more have been answered),
+``drop_logprobs_every(n)`` (every n-th logprob request is answered without logprobs; n=1: a
+judge that never returns them),
 ``garbage_every(n)`` (every n-th judge request gets an answer with no usable verdict: no
 ``[[rating]]`` for MT-Bench, top tokens other than m/M for AlpacaEval), ``delay_s`` (each
 judge answer takes that long). ``item_counts(kind)`` counts the requests per judged item (the
@@ -37,6 +41,10 @@ from typing import Callable, Optional
 MODEL_ID = "fake-model"
 # anchored on what follows it: an instruction may itself end with a quote
 _INSTRUCTION_RE = re.compile(r'"instruction": """(.*?)""",\s*\}\s*## Model Outputs', re.S)
+# HTTP 200 bodies that are no chat completion (what a misbehaving gateway or server sends)
+UNREADABLE = ("truncated", "html", "no_choices", "no_message", "null_content")
+HTML_PAGE = (b"<!DOCTYPE html>\n<html><head><title>502 Bad Gateway</title></head>\n"
+             b"<body><h1>Bad Gateway</h1><p>The upstream server returned an invalid response.</p></body></html>\n")
 _OUTPUT_RE = {tok: re.compile(r'"model_identifier": "%s",\s*"output": """(.*?)"""\s*}' % tok, re.S)
               for tok in ("m", "M")}
 
@@ -45,6 +53,13 @@ def _alpaca_winner(prompt: str) -> str:
     outs = {tok: (rx.search(prompt).group(1) if rx.search(prompt) else "") for tok, rx in _OUTPUT_RE.items()}
     key = {tok: ("[GOOD]" in text, len(text)) for tok, text in outs.items()}
     return "m" if key["m"] > key["M"] else "M"
+
+
+def _envelope(body: dict, choice: dict, text_completion: bool = False) -> dict:
+    """A completion reply around one choice (chat.completion, or text_completion)."""
+    return {"id": "fake-1", "object": "text_completion" if text_completion else "chat.completion",
+            "created": int(time.time()), "model": body.get("model", MODEL_ID), "choices": [choice],
+            "usage": {"prompt_tokens": 10, "completion_tokens": 1, "total_tokens": 11}}
 
 
 class FakeOpenAI:
@@ -56,6 +71,7 @@ class FakeOpenAI:
         self.requests: list[dict] = []     # {"path", "body", "auth"} per request, in arrival order
         self._faults: deque = deque()
         self.always_status: Optional[int] = None
+        self.always_unreadable: Optional[tuple[str, int]] = None  # (kind, POSTs still answered first)
         self.logprobs_drop_every: Optional[int] = None
         self.garbage_every_n: Optional[int] = None
         self.delay_s = 0.0
@@ -78,14 +94,26 @@ class FakeOpenAI:
         with self._lock:
             self._faults.extend([("hang", seconds)] * n)
 
+    def unreadable_next(self, n: int, kind: str = "truncated") -> None:
+        assert kind in UNREADABLE, kind
+        with self._lock:
+            self._faults.extend([("unreadable", kind)] * n)
+
     def clear_faults(self) -> None:
         """Back to a healthy judge (queued and standing faults off; the request log is kept)."""
         with self._lock:
             self._faults.clear()
             self.always_status = self.logprobs_drop_every = self.garbage_every_n = None
+            self.always_unreadable = None
 
     def fail_always(self, status: int = 500) -> None:
         self.always_status = status
+
+    def unreadable_always(self, kind: str = "truncated", after: int = 0) -> None:
+        """Answer ``after`` more POSTs as usual, then every one with an unreadable 200 of ``kind``."""
+        assert kind in UNREADABLE, kind
+        with self._lock:
+            self.always_unreadable = (kind, after)
 
     def drop_logprobs_every(self, n: int) -> None:
         self.logprobs_drop_every = n
@@ -135,8 +163,35 @@ class FakeOpenAI:
         return "The answer is adequate. Rating: [[5]]"
 
     def _take_fault(self):
+        """The fault for this POST: queued ones first, then the standing ones."""
         with self._lock:
-            return self._faults.popleft() if self._faults else None
+            if self._faults:
+                return self._faults.popleft()
+            if self.always_status is not None:
+                return ("status", self.always_status)
+            if self.always_unreadable is not None:
+                kind, healthy_left = self.always_unreadable
+                if healthy_left <= 0:
+                    return ("unreadable", kind)
+                self.always_unreadable = (kind, healthy_left - 1)
+            return None
+
+    @staticmethod
+    def unreadable_body(kind: str, completion: dict) -> tuple[bytes, str]:
+        """(body, Content-Type) of an HTTP 200 reply of ``kind`` that no client can read as a chat
+        completion; ``completion`` is the healthy answer it spoils."""
+        if kind == "html":
+            return HTML_PAGE, "text/html; charset=utf-8"
+        if kind == "truncated":  # the connection dropped mid-body behind a proxy
+            data = json.dumps(completion).encode()
+            return data[: len(data) // 2], "application/json"
+        choice = dict(completion["choices"][0])
+        if kind == "no_message":
+            choice.pop("message")
+        elif kind == "null_content":
+            choice["message"] = {"role": "assistant", "content": None}
+        choices = [] if kind == "no_choices" else [choice]
+        return json.dumps({**completion, "choices": choices}).encode(), "application/json"
 
     def answer_chat(self, body: dict) -> tuple[str, str, Optional[dict]]:
         """(kind, content, logprobs) for a chat-completions body."""
@@ -174,10 +229,12 @@ class FakeOpenAI:
                 pass
 
             def _send(self, status: int, payload: dict) -> None:
-                data = json.dumps(payload).encode()
+                self._send_bytes(status, json.dumps(payload).encode(), "application/json")
+
+            def _send_bytes(self, status: int, data: bytes, content_type: str) -> None:
                 try:
                     self.send_response(status)
-                    self.send_header("Content-Type", "application/json")
+                    self.send_header("Content-Type", content_type)
                     self.send_header("Content-Length", str(len(data)))
                     self.end_headers()
                     self.wfile.write(data)
@@ -195,8 +252,6 @@ class FakeOpenAI:
             def do_POST(self):
                 body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))) or b"{}")
                 fault = fake._take_fault()
-                if fault is None and fake.always_status is not None:
-                    fault = ("status", fake.always_status)
                 if fault and fault[0] == "status":
                     fake._record(self, body, "fault")
                     kind = "rate_limit_error" if fault[1] == 429 else "server_error"
@@ -205,6 +260,11 @@ class FakeOpenAI:
                     fake._record(self, body, "hang")
                     time.sleep(fault[1])
                     return self._send(200, {"error": "too late"})
+                if fault and fault[0] == "unreadable":  # not answered: answer_chat's counters stay put
+                    fake._record(self, body, "unreadable")
+                    choice = {"index": 0, "message": {"role": "assistant", "content": "spoilt"},
+                              "finish_reason": "stop", "logprobs": None}
+                    return self._send_bytes(200, *fake.unreadable_body(fault[1], _envelope(body, choice)))
                 if self.path.endswith("/chat/completions"):
                     if fake.delay_s:
                         time.sleep(fake.delay_s)
@@ -212,16 +272,12 @@ class FakeOpenAI:
                     fake._record(self, body, kind)
                     choice = {"index": 0, "message": {"role": "assistant", "content": content},
                               "finish_reason": "stop", "logprobs": logprobs}
-                    obj = "chat.completion"
                 elif self.path.endswith("/completions"):
                     fake._record(self, body, "completion")
                     choice = {"index": 0, "text": "fake completion", "finish_reason": "stop", "logprobs": None}
-                    obj = "text_completion"
                 else:
                     return self._send(404, {"error": {"message": f"no route {self.path}"}})
-                self._send(200, {"id": "fake-1", "object": obj, "created": int(time.time()),
-                                 "model": body.get("model", MODEL_ID), "choices": [choice],
-                                 "usage": {"prompt_tokens": 10, "completion_tokens": 1, "total_tokens": 11}})
+                self._send(200, _envelope(body, choice, "text" in choice))
 
         return Handler
 

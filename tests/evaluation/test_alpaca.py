@@ -122,6 +122,52 @@ def test_judge_failure_keeps_every_answer_and_rerun_asks_only_the_rest(tiny_run,
     assert sorted(fake_judge.item_counts("alpaca").values()) == [1, 1, 1, 3]
 
 
+def _judging_given_outputs(tmp_path, judge_url, key_env, out: Path) -> list[str]:
+    """Judge a given outputs file (no generation) of 4 instructions, one request at a time; half
+    the outputs carry the fake judge's ``[GOOD]`` mark, so the verdicts differ between items."""
+    outputs = tmp_path / "model_outputs.json"
+    outputs.write_text(json.dumps([{"instruction": ins, "output": "[GOOD] fine" if i % 2 else "meh",
+                                    "generator": "given"} for i, ins in enumerate(_sample(4))]))
+    return [f"outputs={outputs}", "eval=alpaca_eval", "eval.limit=4", f"eval.data_dir={shared_path('alpaca_eval')}",
+            f"eval.judge.base_url={judge_url}", "eval.judge.model=fake-judge", f"eval.judge.api_key_env={key_env}",
+            "eval.judge.concurrency=1", "eval.judge.max_retries=1", "eval.judge.backoff_s=0.01", "wandb=false",
+            f"output_dir={out}"]
+
+
+def test_unreadable_replies_fail_the_rest_and_rerun_asks_only_those(fake_judge, judge_key, tmp_path):
+    """The judge answers 2 of 4, then replies HTTP 200 with JSON cut off mid-body for good: the
+    3rd instruction is tried 1 + 1 retry, the 4th not asked; IncompleteJudging names both, the 2
+    answers are kept, nothing of the cut-off replies is recorded. Against a healthy judge the
+    re-run asks exactly the 2 failed instructions and ends where a run that never failed ends."""
+    healthy = evaluate(settings(_judging_given_outputs(tmp_path, fake_judge.url, judge_key, tmp_path / "healthy")))
+    assert 0 < healthy["metrics"]["n_wins"] < 4  # the verdicts differ between items
+    fake_judge.requests.clear()
+
+    out = tmp_path / "out"
+    args = _judging_given_outputs(tmp_path, fake_judge.url, judge_key, out)
+    fake_judge.unreadable_always("truncated", after=2)
+    with pytest.raises(IncompleteJudging, match=r"2 of 4 judgment\(s\) failed \(.*unreadable reply \(truncated or "
+                                                r"invalid JSON: .*; failed: instruction=") as err:
+        evaluate(settings(args))
+    assert err.value.n_failed == 2 and len(err.value.items) == 2
+    answered = [p["item"] for p in fake_judge.posts("alpaca")]
+    assert len(answered) == 2 and len(fake_judge.posts("unreadable")) == 2
+    assert len(read_jsonl(out / "judge_completions.jsonl")) == 2
+    assert read_jsonl(out / "judge_completions.failed.jsonl") == []  # a cut-off reply is no answer
+    results = json.loads((out / "results.json").read_text())
+    failed = {f["instruction"] for f in results["failed_items"]}
+    assert failed == set(_sample(4)) - set(answered)
+
+    fake_judge.clear_faults()
+    fake_judge.requests.clear()
+    res = evaluate(settings(args))
+    assert fake_judge.item_counts("alpaca") == {ins: 1 for ins in failed}
+    assert res["metrics"] == healthy["metrics"] and res["failed_items"] == []
+    assert res["judge_requests"] == 2 and healthy["judge_requests"] == 4
+    differ = {k for k in res.keys() | healthy.keys() if res.get(k) != healthy.get(k)}
+    assert differ == {"created", "judge_requests"}  # judge_requests: what this run paid for
+
+
 def test_logprobs_dropped_every_third_request(tiny_run, fake_judge, judge_key):
     """12 items, every 3rd request answered without logprobs: 4 failed, not cached, exit path 3
     naming them; the re-run against a healthy judge asks exactly those 4 and gives the full

@@ -84,3 +84,62 @@ def test_failed_judgments_exit_3_with_count_and_rerun(tmp_path, fake_judge):
     assert "error: 4 of 4 judgment(s) failed (4 x no [[rating]] after 1 answer(s)" in proc.stderr
     assert f"rerun: python -m prefexp.evaluate outputs={answers} eval=mt_bench" in proc.stderr
     assert len([json.loads(x) for x in (out / "model_judgment" / "fake-judge_single.failed.jsonl").open()]) == 4
+
+
+def _mt_bench_judging(answers: Path, judge_url: str, out: Path) -> list[str]:
+    return [f"outputs={answers}", "eval=mt_bench", "eval.limit=2", f"eval.data_dir={shared_path('mt_bench')}",
+            f"eval.judge.base_url={judge_url}", "eval.judge.model=fake-judge", f"eval.judge.api_key_env={KEY_ENV}",
+            "eval.judge.concurrency=1", "eval.judge.max_retries=1", "eval.judge.backoff_s=0.01",
+            "wandb=false", f"output_dir={out}"]
+
+
+def _rating(prompt: str) -> str:
+    """A rating that differs between prompts, so a judgment kept for the wrong item shows."""
+    return f"Rating: [[{len(prompt) % 9 + 1}]]"
+
+
+def test_unreadable_replies_exit_3_keep_answers_and_rerun_asks_only_the_failed(tmp_path, fake_judge):
+    """limit=2: 4 judgments, asked one at a time. The judge answers 2, then sends an HTML page
+    with HTTP 200 for good (a proxy in front of it broke): the 3rd item is tried 1 + 1 retry,
+    the 4th is not asked. Exit 3, no traceback, both failed items named; the 2 answers are kept,
+    the HTML never recorded as a judgment. The same command against a healthy judge asks for
+    exactly the 2 missing prompts and ends with the results of a run that never failed."""
+    fake_judge.rate = _rating
+    answers = shared_path("mt_bench", "model_answer", "alpaca-13b.jsonl")
+    healthy = _run(_mt_bench_judging(answers, fake_judge.url, tmp_path / "healthy"), tmp_path / "cwd")
+    assert healthy.returncode == 0, healthy.stderr[-2000:]
+    all_prompts = set(fake_judge.item_counts("judge"))
+    assert len(all_prompts) == 4
+    fake_judge.requests.clear()
+
+    out = tmp_path / "out"
+    fake_judge.unreadable_always("html", after=2)
+    proc = _run(_mt_bench_judging(answers, fake_judge.url, out), tmp_path / "cwd")
+    assert proc.returncode == 3, proc.stderr[-2000:]
+    assert "Traceback" not in proc.stderr
+    assert proc.stderr.startswith("error: 2 of 4 judgment(s) failed (1 x judge error: judge endpoint "
+                                  f"{fake_judge.url}: unreadable reply (body is not a JSON object, it begins "
+                                  "'<!DOCTYPE html>"), proc.stderr
+    assert "; failed: question_id=135 turn=1, question_id=135 turn=2 (all listed in failed_items)" in proc.stderr
+    assert f"rerun: python -m prefexp.evaluate outputs={answers} eval=mt_bench" in proc.stderr
+    assert "unreadable reply (body is not a JSON object" in proc.stdout  # the retry warning, logged
+    answered = {p["item"] for p in fake_judge.posts("judge")}
+    assert len(answered) == 2 and len(fake_judge.posts("unreadable")) == 2
+    results = json.loads((out / "results.json").read_text())
+    assert [(f["question_id"], f["turn"]) for f in results["failed_items"]] == [(135, 1), (135, 2)]
+    kept = [json.loads(x) for x in (out / "model_judgment" / "fake-judge_single.jsonl").open()]
+    assert {r["user_prompt"] for r in kept} == answered
+    assert all(r["judgment"] == _rating(r["user_prompt"]) for r in kept)
+    failed_log = out / "model_judgment" / "fake-judge_single.failed.jsonl"
+    assert not failed_log.exists() or failed_log.read_text() == ""  # HTML is no judgment, not even a failed one
+
+    fake_judge.clear_faults()
+    fake_judge.requests.clear()
+    rerun = _run(_mt_bench_judging(answers, fake_judge.url, out), tmp_path / "cwd")
+    assert rerun.returncode == 0, rerun.stderr[-2000:]
+    assert fake_judge.item_counts("judge") == {p: 1 for p in all_prompts - answered}
+    final = json.loads((out / "results.json").read_text())
+    reference = json.loads((tmp_path / "healthy" / "results.json").read_text())
+    assert final["metrics"]["n_judgments"] == 4 and final["metrics"]["n_failed"] == 0
+    assert final["failed_items"] == [] and final["metrics"] == reference["metrics"]
+    assert {k for k in final.keys() | reference.keys() if final.get(k) != reference.get(k)} == {"created"}

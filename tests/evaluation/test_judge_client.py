@@ -1,13 +1,18 @@
-"""Judge faults against the real fake server: retries with backoff, time-outs, fail-fast."""
+"""Judge faults against the real fake server: retries with backoff, time-outs, fail-fast,
+unreadable 200 replies."""
 from __future__ import annotations
 
+import logging
+import re
 import socket
 import time
 
 import pytest
 
 from prefexp.evaluation.config import JudgeConfig
-from prefexp.evaluation.judge_client import JudgeClient, JudgeError, JudgeUnreachable, check_reachable
+from prefexp.evaluation.judge_client import (JudgeBadReply, JudgeClient, JudgeError, JudgeUnreachable,
+                                             check_reachable)
+from tests.evaluation.fake_openai import UNREADABLE
 
 MSG = [{"role": "system", "content": "s"}, {"role": "user", "content": "rate [[rating]]"}]
 
@@ -75,3 +80,53 @@ def test_missing_key_env_is_named(monkeypatch):
     monkeypatch.delenv("PREFEXP_NO_SUCH_KEY", raising=False)
     with pytest.raises(JudgeError, match="PREFEXP_NO_SUCH_KEY"):
         _client("http://127.0.0.1:9/v1", "PREFEXP_NO_SUCH_KEY")
+
+
+# kind -> the reason the client must give (each kind is spotted by a different check)
+UNREADABLE_REASON = {"truncated": r"truncated or invalid JSON: ",
+                     "html": r"body is not a JSON object, it begins '<!DOCTYPE html> <html><head><title>502 Bad",
+                     "no_choices": r"no choices in the completion",
+                     "no_message": r"choice without a message",
+                     "null_content": r"message without content"}
+
+
+def test_every_unreadable_kind_has_a_reason():
+    assert set(UNREADABLE_REASON) == set(UNREADABLE) and len(UNREADABLE) == 5
+
+
+@pytest.mark.parametrize("kind", UNREADABLE)
+def test_unreadable_reply_is_retried_then_answered(fake_judge, judge_key, kind, caplog):
+    """Two HTTP 200 replies that are no chat completion, then a healthy one: 3 requests, the
+    healthy answer returned, one warning per retry naming the endpoint and the reason."""
+    fake_judge.unreadable_next(2, kind)
+    with caplog.at_level(logging.WARNING, logger="prefexp.evaluation.judge_client"):
+        text, raw = _client(fake_judge.url, judge_key, max_retries=2).chat(MSG)
+    assert text == "The answer is adequate. Rating: [[5]]"
+    assert raw["choices"][0]["message"]["content"] == text
+    assert len(fake_judge.posts("unreadable")) == 2 and len(fake_judge.posts("judge")) == 1
+    warnings = [r.getMessage() for r in caplog.records]
+    assert len(warnings) == 2
+    for i, line in enumerate(warnings, 1):
+        assert line.startswith(f"judge {fake_judge.url}: unreadable reply (")
+        assert re.search(UNREADABLE_REASON[kind], line), line
+        assert re.search(rf"\); retry {i}/2 in 0\.\d+s$", line), line
+
+
+@pytest.mark.parametrize("kind", UNREADABLE)
+def test_persistent_unreadable_reply_raises_naming_endpoint_and_reason(fake_judge, judge_key, kind):
+    fake_judge.unreadable_always(kind)
+    with pytest.raises(JudgeBadReply) as err:
+        _client(fake_judge.url, judge_key, max_retries=2).chat(MSG)
+    message = str(err.value)
+    assert message.startswith(f"judge endpoint {fake_judge.url}: unreadable reply (")
+    assert re.search(UNREADABLE_REASON[kind], message) and message.endswith("still failing after 2 retries")
+    assert isinstance(err.value, JudgeError)  # so the benchmarks' "judge failed" path takes it
+    assert len(fake_judge.posts("unreadable")) == 3 and not fake_judge.posts("judge")
+
+
+def test_unreadable_reply_backs_off_like_a_server_error(fake_judge, judge_key):
+    """Waits 0.05 + 0.1 + 0.2 (capped) = 0.35 s before the 4th attempt succeeds (as for 429)."""
+    fake_judge.unreadable_next(3, "html")
+    t0 = time.monotonic()
+    _client(fake_judge.url, judge_key, max_retries=3).chat(MSG)
+    assert 0.35 <= time.monotonic() - t0 < 3.0
