@@ -8,10 +8,10 @@ evaluation hand-off is ``prefexp.evaluation.handoff``. Only this module and ``pr
 touch the DictConfig.
 
 Exit codes: 0 done, 2 bad input (one ``error:`` line naming the key or the file and line; also a
-run dir that a live run holds), 3 stopped by the non-finite guard (a NaN / inf loss or gradient
-norm, ``trainer.on_nonfinite=stop``), 4 a checkpoint could not be written (a full disk), 128 + N
-stopped by signal N after saving a checkpoint (143 SIGTERM, 130 SIGINT; the printed command
-resumes).
+run dir that a live run holds, or a resume whose config differs from the run's: launch/run_config.py),
+3 stopped by the non-finite guard (a NaN / inf loss or gradient norm, ``trainer.on_nonfinite=stop``),
+4 a checkpoint could not be written (a full disk), 128 + N stopped by signal N after saving a
+checkpoint (143 SIGTERM, 130 SIGINT; the printed command resumes).
 """
 from __future__ import annotations
 
@@ -67,15 +67,18 @@ def run(cfg: DictConfig) -> float:
             preflight_run_dir(settings.config, run_dir)
     c = settings.config
     nproc = ranks_to_spawn(c.trainer.devices, c.deepspeed.enabled, c.dry_run)
+    resolved = OmegaConf.to_container(cfg, resolve=True)
     with _input_errors_exit_2():
         lock = _hold_run_dir(run_dir)
     try:
+        with _input_errors_exit_2():  # a resume with another config: refused before anything loads
+            _check_run_config(settings, resolved, run_dir, nproc)
         with _stops_exit(run_dir):
             if nproc:
                 _spawn(settings, nproc, run_dir)
             else:
                 with _input_errors_exit_2():
-                    _train_here(settings, OmegaConf.to_container(cfg, resolve=True), run_dir)
+                    _train_here(settings, resolved, run_dir)
     finally:
         if lock:
             lock.release()
@@ -84,6 +87,22 @@ def run(cfg: DictConfig) -> float:
 
         evaluate_after_training(run_dir, c.evaluate, c.evaluate_overrides)
     return final_metric(run_dir, c.logger.objective)
+
+
+def _check_run_config(settings: Settings, resolved: dict, run_dir: Path, nproc: int) -> None:
+    """Record a fresh run's config in run_config.json, or refuse a resume with another one
+    (launch/run_config.py). Ranks that prefexp started skip it: their launcher checked, before them."""
+    from .engine import distributed
+    from .launch.run_config import job_world_size, prepare_run_dir, run_record
+
+    if os.environ.get("PREFEXP_SPAWNED") and distributed.in_launch():
+        return
+    hc = _hydra()
+    hydra_dir = Path(hc.runtime.output_dir) / hc.output_subdir if hc and hc.output_subdir else None
+    choices = dict(hc.runtime.choices) if hc else {"loss": settings.loss_name}
+    record = run_record(resolved, choices, job_world_size(nproc), hydra_dir)
+    prepare_run_dir(run_dir, record, settings.config.trainer.resume, hydra_dir,
+                    writes=distributed.is_main_process())
 
 
 def _train_here(settings: Settings, resolved: dict, run_dir: Path) -> None:
