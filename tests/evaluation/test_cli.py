@@ -142,4 +142,5 @@ def test_unreadable_replies_exit_3_keep_answers_and_rerun_asks_only_the_failed(t
     reference = json.loads((tmp_path / "healthy" / "results.json").read_text())
     assert final["metrics"]["n_judgments"] == 4 and final["metrics"]["n_failed"] == 0
     assert final["failed_items"] == [] and final["metrics"] == reference["metrics"]
-    assert {k for k in final.keys() | reference.keys() if final.get(k) != reference.get(k)} == {"created"}
+    # only the wall-clock stamp may differ (and only when a second ticks over between the runs)
+    assert {k for k in final.keys() | reference.keys() if final.get(k) != reference.get(k)} <= {"created"}
