@@ -20,7 +20,7 @@ import torch
 
 from ..data.groups import group_positive_labels
 from ..data.records import PreferencePair
-from .batching import padded_rows, pair_fields
+from .batching import padded_rows, pair_fields, token_row
 from .tokenize import response_ids
 
 log = logging.getLogger(__name__)
@@ -110,7 +110,7 @@ class GroupCollator:
         rows, starts, slots = [], [], []
         for b, e in enumerate(examples):
             for k, ids in enumerate(e["group_ids"]):
-                rows.append(e["prompt_ids"] + ids)
+                rows.append(token_row(e["prompt_ids"], ids))
                 starts.append(len(e["prompt_ids"]))
                 slots.append(b * width + k)
         positive = torch.zeros((len(examples), width), dtype=torch.bool)  # [B, K]
