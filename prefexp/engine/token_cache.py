@@ -8,7 +8,8 @@ function of the key's parts:
   responses when the loss reads groups;
 * the tokenizer's content, not its name (a folder can be re-trained under the same name): the full
   JSON of its fast backend (vocabulary, merges, normalizer, pre-tokenizer, added tokens; its
-  truncation and padding state left out, tokenising here sets neither), its class and special tokens;
+  truncation and padding state left out, tokenising here sets neither), its class and special tokens,
+  and the source file of a tokenizer class loaded with ``trust_remote_code``;
 * the chat template string (which also fixes the end-of-turn marker closing each response);
 * ``dataset.max_length`` and ``dataset.max_prompt_length`` (truncation);
 * the code: :data:`TOKEN_RULES` (bump it when ``tokenize.py`` or ``groups.py`` change the ids they
@@ -29,6 +30,7 @@ no fast backend has nothing exact to hash: it is tokenised every run (logged).
 from __future__ import annotations
 
 import hashlib
+import inspect
 import json
 import logging
 from dataclasses import asdict, dataclass
@@ -72,11 +74,22 @@ def tokenizer_fingerprint(tokenizer) -> Optional[str]:
         backend.no_truncation()
         backend.no_padding()
     python_side = {"class": type(tokenizer).__name__, "special_tokens": tokenizer.special_tokens_map,
-                   "eos_token_id": tokenizer.eos_token_id,
+                   "eos_token_id": tokenizer.eos_token_id, "remote_code": _remote_code_digest(type(tokenizer)),
                    "split_special_tokens": getattr(tokenizer, "split_special_tokens", None)}
     h = hashlib.sha256(json.dumps(python_side, sort_keys=True, default=str).encode())
     h.update(backend.to_str().encode())  # serialised in a fixed field order: no need to parse megabytes of JSON
     return h.hexdigest()
+
+
+def _remote_code_digest(cls) -> Optional[str]:
+    """sha256 of the source file of a tokenizer class from outside transformers (trust_remote_code),
+    whose Python may change the ids; transformers' own classes are covered by its version."""
+    if cls.__module__.split(".")[0] == "transformers":
+        return None
+    try:
+        return hashlib.sha256(Path(inspect.getsourcefile(cls)).read_bytes()).hexdigest()
+    except (TypeError, OSError):
+        return f"unreadable:{cls.__module__}.{cls.__qualname__}"
 
 
 def pairs_fingerprint(pairs: Sequence[PreferencePair], with_groups: bool) -> str:
