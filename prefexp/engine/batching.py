@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Sequence
 
+import numpy as np
 import torch
 
 PASSTHROUGH_FLOAT = ("reference_chosen_logps", "reference_rejected_logps", "margins", "pair_weights")
@@ -18,7 +19,8 @@ class PairCollator:
         self.pad_token_id = pad_token_id
 
     def __call__(self, examples: Sequence[dict]) -> dict[str, torch.Tensor]:
-        rows = [e["prompt_ids"] + e["chosen_ids"] for e in examples] + [e["prompt_ids"] + e["rejected_ids"] for e in examples]
+        rows = ([token_row(e["prompt_ids"], e["chosen_ids"]) for e in examples]
+                + [token_row(e["prompt_ids"], e["rejected_ids"]) for e in examples])
         batch = padded_rows(rows, [len(e["prompt_ids"]) for e in examples] * 2, self.pad_token_id)  # [2B, T]
         batch.update(pair_fields(examples))
         if "clean_keep" in examples[0]:  # token cleaning: kept chosen tokens, aligned with token log-probs
@@ -27,7 +29,15 @@ class PairCollator:
         return batch
 
 
-def padded_rows(rows: Sequence[list[int]], starts: Sequence[int], pad_token_id: int) -> dict[str, torch.Tensor]:
+def token_row(*parts: Sequence[int]) -> torch.Tensor:
+    """The token id sequences ``parts`` (lists, or the int32 arrays of the token cache) end to end,
+    as one long tensor. Never ``a + b``: on numpy arrays that adds the ids element-wise. (Through
+    numpy: ``torch.as_tensor`` warns on the cache's read-only arrays even when it copies.)"""
+    return torch.from_numpy(np.concatenate([np.asarray(p, dtype=np.int64) for p in parts]))
+
+
+def padded_rows(rows: Sequence[Sequence[int] | torch.Tensor], starts: Sequence[int],
+                pad_token_id: int) -> dict[str, torch.Tensor]:
     """Right-padded ``input_ids``, ``attention_mask`` and ``response_mask`` [N, T] of token rows whose
     response starts at ``starts[i]`` (prompt and padding are 0 in the response mask)."""
     width = max(len(r) for r in rows)
@@ -35,7 +45,7 @@ def padded_rows(rows: Sequence[list[int]], starts: Sequence[int], pad_token_id: 
     attention_mask = torch.zeros((len(rows), width), dtype=torch.long)  # [N, T]
     response_mask = torch.zeros((len(rows), width), dtype=torch.bool)  # [N, T]
     for i, (row, start) in enumerate(zip(rows, starts)):
-        input_ids[i, : len(row)] = torch.tensor(row)
+        input_ids[i, : len(row)] = torch.as_tensor(row)
         attention_mask[i, : len(row)] = 1
         response_mask[i, start: len(row)] = True
     return {"input_ids": input_ids, "attention_mask": attention_mask, "response_mask": response_mask}

@@ -20,7 +20,7 @@ import torch
 
 from ..data.groups import group_positive_labels
 from ..data.records import PreferencePair
-from .batching import padded_rows, pair_fields
+from .batching import padded_rows, pair_fields, token_row
 from .tokenize import response_ids
 
 log = logging.getLogger(__name__)
@@ -54,13 +54,31 @@ def add_groups(examples: list[dict], pairs: Sequence[PreferencePair], tokenizer,
 
     Responses are truncated like pair responses (to ``max_length`` minus the example's prompt).
     """
+    group_ids = group_response_ids(examples, pairs, tokenizer, max_length)
+    return attach_groups(examples, pairs, group_ids, positive_rule, positive_min)
+
+
+def group_response_ids(examples: Sequence[dict], pairs: Sequence[PreferencePair], tokenizer,
+                       max_length: int) -> list[list[list[int]]]:
+    """The token ids of every response of each example's group (the tokenizer's part of :func:`add_groups`)."""
     by_index = {p.index: p for p in pairs}
     out = []
     for example in examples:
+        room = max(1, max_length - len(example["prompt_ids"]))
+        out.append([response_ids(tokenizer, r)[:room] for r in by_index[example["index"]].extra["responses"]])
+    return out
+
+
+def attach_groups(examples: Sequence[dict], pairs: Sequence[PreferencePair], group_ids: Sequence[Sequence],
+                  positive_rule: str, positive_min: float | None) -> list[dict]:
+    """:func:`add_groups` with the response ids given (tokenised now or read from the token cache);
+    labels and slots come from the pairs' ratings and texts, so they are never cached."""
+    by_index = {p.index: p for p in pairs}
+    out = []
+    for example, ids in zip(examples, group_ids, strict=True):
         pair = by_index[example["index"]]
         responses = pair.extra["responses"]
-        room = max(1, max_length - len(example["prompt_ids"]))
-        out.append({**example, "group_ids": [response_ids(tokenizer, r)[:room] for r in responses],
+        out.append({**example, "group_ids": list(ids),
                     "group_positive": group_positive_labels(pair.extra["rater_scores"], positive_rule, positive_min),
                     "chosen_slot": _slot(responses, pair.chosen, pair.index, "chosen"),
                     "rejected_slot": _slot(responses, pair.rejected, pair.index, "rejected")})
@@ -92,7 +110,7 @@ class GroupCollator:
         rows, starts, slots = [], [], []
         for b, e in enumerate(examples):
             for k, ids in enumerate(e["group_ids"]):
-                rows.append(e["prompt_ids"] + ids)
+                rows.append(token_row(e["prompt_ids"], ids))
                 starts.append(len(e["prompt_ids"]))
                 slots.append(b * width + k)
         positive = torch.zeros((len(examples), width), dtype=torch.bool)  # [B, K]

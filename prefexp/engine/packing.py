@@ -24,7 +24,7 @@ from typing import Sequence
 import torch
 from torch import Tensor
 
-from .batching import pair_fields
+from .batching import pair_fields, token_row
 
 PAD_BRANCH = 3
 
@@ -78,7 +78,7 @@ class PackedPairCollator:
                 p, c, j = e["prompt_ids"], e["chosen_ids"], e["rejected_ids"]
                 np_, nc, nr = len(p), len(c), len(j)
                 end = offset + np_ + nc + nr
-                input_ids[r, offset:end] = torch.tensor(p + c + j, dtype=torch.long)
+                input_ids[r, offset:end] = token_row(p, c, j)
                 position_ids[r, offset:end] = torch.cat([torch.arange(np_ + nc), torch.arange(np_, np_ + nr)])
                 segment_ids[r, offset:end] = i
                 branch_ids[r, offset:end] = torch.tensor([0] * np_ + [1] * nc + [2] * nr)
@@ -90,14 +90,14 @@ class PackedPairCollator:
                     skip = 0 if np_ > 0 else 1
                     pred = [base + (np_ - 1 if k == 0 else first + k - 1) for k in range(skip, len(resp))]
                     positions += pred
-                    targets += resp[skip:]
+                    targets.append(token_row(resp[skip:]))
                     sequences += [seq] * len(pred)
                     lengths[seq] = float(len(pred))
                 offset = end
         batch = {"input_ids": input_ids, "position_ids": position_ids, "segment_ids": segment_ids,
                  "branch_ids": branch_ids,
                  "logp_positions": torch.tensor(positions, dtype=torch.long),
-                 "logp_targets": torch.tensor(targets, dtype=torch.long),
+                 "logp_targets": torch.cat(targets) if targets else torch.zeros(0, dtype=torch.long),
                  "logp_sequences": torch.tensor(sequences, dtype=torch.long),
                  "response_lengths": torch.tensor(lengths, dtype=torch.float32)}
         batch.update(pair_fields(examples))

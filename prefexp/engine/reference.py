@@ -26,10 +26,18 @@ log = logging.getLogger(__name__)
 
 
 def examples_fingerprint(examples: Sequence[dict]) -> str:
+    """16 hex digits of the index and token ids of every example. Ids are hashed as the JSON of
+    plain int lists whether they are lists or the token cache's int32 arrays, so the key of a cache
+    entry written before the token cache existed is unchanged."""
     h = hashlib.sha256()
     for e in sorted(examples, key=lambda e: e["index"]):
-        h.update(json.dumps([e["index"], e["prompt_ids"], e["chosen_ids"], e["rejected_ids"]]).encode())
+        ids = [_int_list(e[k]) for k in ("prompt_ids", "chosen_ids", "rejected_ids")]
+        h.update(json.dumps([e["index"], *ids]).encode())
     return h.hexdigest()[:16]
+
+
+def _int_list(ids) -> list[int]:
+    return ids.tolist() if hasattr(ids, "tolist") else ids
 
 
 AUTOCAST = {"bf16": torch.bfloat16, "fp16": torch.float16}

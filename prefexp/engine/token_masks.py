@@ -14,6 +14,7 @@ import torch
 from torch import Tensor
 
 from ..difficulty.token_cleaning import masks_from_scores
+from .batching import token_row
 from .logps import token_logps
 from .reference import examples_fingerprint, weights_fingerprint
 
@@ -29,12 +30,12 @@ def chosen_token_logps(model, examples: Sequence[dict], pad_token_id: int, batch
     order = sorted(range(len(examples)), key=lambda i: len(examples[i]["prompt_ids"]) + len(examples[i]["chosen_ids"]))
     for start in range(0, len(order), batch_size):
         chunk = [examples[i] for i in order[start: start + batch_size]]
-        rows = [e["prompt_ids"] + e["chosen_ids"] for e in chunk]
+        rows = [token_row(e["prompt_ids"], e["chosen_ids"]) for e in chunk]
         width = max(len(r) for r in rows)
         input_ids = torch.full((len(rows), width), pad_token_id, dtype=torch.long)  # [B, T]
         attention_mask = torch.zeros((len(rows), width), dtype=torch.long)  # [B, T]
         for i, row in enumerate(rows):
-            input_ids[i, :len(row)] = torch.tensor(row)
+            input_ids[i, :len(row)] = row
             attention_mask[i, :len(row)] = 1
         logits = model(input_ids=input_ids.to(device), attention_mask=attention_mask.to(device), use_cache=False).logits
         lp = token_logps(logits, input_ids.to(device)).cpu()  # [B, T-1]; column j = token j+1

@@ -95,6 +95,15 @@ def response_ids(tokenizer, response: str) -> list[int]:
 def tokenize_pairs(pairs: Sequence[PreferencePair], tokenizer, max_length: int,
                    max_prompt_length: int) -> tuple[list[dict], TruncationStats]:
     """One example per pair: ``{index, prompt_ids, chosen_ids, rejected_ids}`` (response ids only)."""
+    examples, stats, identical = tokenize_pairs_quietly(pairs, tokenizer, max_length, max_prompt_length)
+    log_truncation(stats, identical, max_length, max_prompt_length)
+    return examples, stats
+
+
+def tokenize_pairs_quietly(pairs: Sequence[PreferencePair], tokenizer, max_length: int,
+                           max_prompt_length: int) -> tuple[list[dict], TruncationStats, list[int]]:
+    """:func:`tokenize_pairs` without its warnings, plus the indices of the pairs made identical by
+    truncation (the token cache stores them to repeat the same warnings on a hit)."""
     stats = TruncationStats(pairs=len(pairs))
     examples = []
     identical: list[int] = []
@@ -112,11 +121,14 @@ def tokenize_pairs(pairs: Sequence[PreferencePair], tokenizer, max_length: int,
                 stats.identical_after_truncation += 1
                 identical.append(pair.index)
         examples.append({"index": pair.index, "prompt_ids": p, "chosen_ids": c, "rejected_ids": r})
+    return examples, stats, identical
+
+
+def log_truncation(stats: TruncationStats, identical: Sequence[int], max_length: int, max_prompt_length: int) -> None:
     if stats.prompt_truncated or stats.response_truncated:
         log.warning("truncated %d prompt(s) and %d response pair(s) of %d to max_length=%d (max_prompt_length=%d)",
                     stats.prompt_truncated, stats.response_truncated, stats.pairs, max_length, max_prompt_length)
     if identical:
         log.warning("%d pair(s) have identical chosen and rejected tokens after truncation (kept; no preference "
                     "signal): pair index %s%s; raise dataset.max_length to tell them apart", len(identical),
-                    identical[:10], " ..." if len(identical) > 10 else "")
-    return examples, stats
+                    list(identical[:10]), " ..." if len(identical) > 10 else "")

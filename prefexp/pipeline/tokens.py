@@ -1,4 +1,6 @@
-"""Stage 4, tokenise: pairs -> prompt / response token ids (+ the K responses of each group)."""
+"""Stage 4, tokenise: pairs -> prompt / response token ids (+ the K responses of each group),
+read from the token cache (``prefexp.engine.token_cache``) when the same pairs were tokenised the
+same way before."""
 from __future__ import annotations
 
 import json
@@ -7,9 +9,9 @@ from pathlib import Path
 from typing import Optional
 
 from ..config.schema import TrainConfig
-from ..engine.distributed import is_main_process
-from ..engine.groups import add_groups
-from ..engine.tokenize import tokenize_pairs
+from ..engine.distributed import is_main_process, main_process_first
+from ..engine.groups import attach_groups
+from ..engine.token_cache import cached_tokens
 from .load import PairData
 from .model_source import ModelSource
 
@@ -18,7 +20,9 @@ from .model_source import ModelSource
 class TokenisedPairs:
     """``examples``: one dict per pair, source order: ``index``, ``prompt_ids``, ``chosen_ids``,
     ``rejected_ids`` and, for K-response losses, ``group_ids``, ``group_positive``, ``chosen_slot``,
-    ``rejected_slot``."""
+    ``rejected_slot``. Every ids value is a read-only int32 numpy view into one flat array
+    (``prefexp.engine.token_table``): join them with ``prefexp.engine.batching.token_row``, never
+    ``+`` (element-wise on arrays), and compare them with ``numpy.array_equal``."""
     examples: list[dict]
     pad_token_id: int
     has_groups: bool
@@ -26,13 +30,16 @@ class TokenisedPairs:
 
 def tokenise(c: TrainConfig, data: PairData, model: ModelSource, run_dir: Optional[Path] = None) -> TokenisedPairs:
     """Token ids of every pair; with ``run_dir`` (the training pairs, not a held-out or scoring pass)
-    the truncation counts go to ``tokenization_summary.json`` there."""
+    the truncation counts go to ``tokenization_summary.json`` there (the same on a cache hit)."""
     d = c.dataset
-    examples, stats = tokenize_pairs(data.pairs, model.tokenizer, d.max_length, d.max_prompt_length)
+    tokenizer = model.tokenizer  # resolved before the block: resolving it has a rank barrier of its own
+    with main_process_first():  # rank 0 writes a missing cache entry; the other ranks then read it
+        tokens = cached_tokens(data.pairs, tokenizer, d.max_length, d.max_prompt_length, data.use_groups,
+                               Path(c.paths.cache_dir))
     if run_dir is not None and is_main_process():
-        summary = {**asdict(stats), "max_length": d.max_length, "max_prompt_length": d.max_prompt_length}
+        summary = {**asdict(tokens.stats), "max_length": d.max_length, "max_prompt_length": d.max_prompt_length}
         (run_dir / "tokenization_summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    examples = tokens.examples
     if data.use_groups:
-        examples = add_groups(examples, data.pairs, model.tokenizer, d.max_length, d.group_positive,
-                              d.group_positive_min)
-    return TokenisedPairs(examples, model.tokenizer.pad_token_id, data.use_groups)
+        examples = attach_groups(examples, data.pairs, tokens.group_ids, d.group_positive, d.group_positive_min)
+    return TokenisedPairs(examples, tokenizer.pad_token_id, data.use_groups)

@@ -94,7 +94,8 @@ def disable_dropout(model) -> None:
 def generation_callback(c: TrainConfig, heldout: HeldOut, model: ModelSource, run_dir: Path) -> GenerationLogCallback:
     """The first ``trainer.generation_prompts`` held-out prompts; gold-scored on the sandbox."""
     by_index = {e["index"]: e for e in heldout.examples}
-    prompts = [HeldOutPrompt(p.prompt[-1]["content"], by_index[p.index]["prompt_ids"])
+    # a list: generation left-pads with `[pad] * k + prompt_ids`, which on the token cache's arrays would add
+    prompts = [HeldOutPrompt(p.prompt[-1]["content"], [int(t) for t in by_index[p.index]["prompt_ids"]])
                for p in heldout.data.pairs if p.index in by_index][: c.trainer.generation_prompts]
     scorer = None
     if c.dataset.source == "sandbox":

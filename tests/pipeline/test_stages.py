@@ -9,6 +9,7 @@ import json
 import math
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -142,7 +143,7 @@ def test_tokenise_writes_the_truncation_counts_of_the_training_pairs(tmp_path):
     assert not (tmp_path / "tokenization_summary.json").exists()
     tokens = tokenise(settings.config, data, model, tmp_path)
     first = tokens.examples[0]
-    assert len(first["prompt_ids"]) == 4 and first["chosen_ids"] == first["rejected_ids"]
+    assert len(first["prompt_ids"]) == 4 and np.array_equal(first["chosen_ids"], first["rejected_ids"])
     summary = json.loads((tmp_path / "tokenization_summary.json").read_text())
     assert summary == {"pairs": 2, "prompt_truncated": 2, "response_truncated": 1, "identical_after_truncation": 1,
                        "max_length": 8, "max_prompt_length": 4}
