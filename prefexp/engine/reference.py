@@ -45,7 +45,7 @@ AUTOCAST = {"bf16": torch.bfloat16, "fp16": torch.float16}
 
 def reference_cache_path(model_dir: str, examples: Sequence[dict], cache_dir: Path, precision: str = "fp32") -> Path:
     """The cache file of one (reference weights, token ids, mixed precision) triple."""
-    key = f"{weights_fingerprint(model_dir)}-{examples_fingerprint(examples)}"
+    key = f"{weights_fingerprint(model_dir, cache_dir)}-{examples_fingerprint(examples)}"
     suffix = "" if precision == "fp32" else f"-{precision}"  # fp32 keeps the original file names
     return Path(cache_dir) / "reference_logps" / f"{key}{suffix}.json"
 

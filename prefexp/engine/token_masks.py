@@ -68,8 +68,9 @@ def clean_token_masks(base_model, reference_model, examples: Sequence[dict], pad
     return masks_from_scores(scores, keep_fraction, level)
 
 
-def _scores_key(base_dir: str, reference_dir: str, examples: Sequence[dict]) -> str:
-    blob = f"{weights_fingerprint(base_dir)}-{weights_fingerprint(reference_dir)}-{examples_fingerprint(examples)}"
+def _scores_key(base_dir: str, reference_dir: str, examples: Sequence[dict], cache_dir: Path) -> str:
+    blob = (f"{weights_fingerprint(base_dir, cache_dir)}-{weights_fingerprint(reference_dir, cache_dir)}-"
+            f"{examples_fingerprint(examples)}")
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
@@ -81,7 +82,7 @@ def cached_token_scores(base_loader: Callable[[], object], base_dir: str, refere
     key = sha256 of (base weights fingerprint, reference weights fingerprint, token ids). The file
     holds ``index`` [N], ``offsets`` [N+1] and ``scores`` [sum n_i] (float32), loaded weights_only.
     """
-    path = Path(cache_dir) / "token_scores" / f"{_scores_key(base_dir, reference_dir, examples)}.pt"
+    path = Path(cache_dir) / "token_scores" / f"{_scores_key(base_dir, reference_dir, examples, cache_dir)}.pt"
     if path.is_file():
         log.info("token scores: cache hit %s", path)
         blob = torch.load(path, weights_only=True)

@@ -8,9 +8,10 @@ The rule (docs/scaling.md, "Cache keys"):
   few ``stat`` calls, nothing read. Any write to a weight file changes its mtime and ctime (and a
   file replaced by a new one has a new inode), so changed weights are re-hashed and miss; a
   ``touch`` without a change re-hashes once and still hits. ctime cannot be set back by a user,
-  so restoring the mtime after an edit does not fool it. The memo lives beside the files
-  (``.prefexp_weights_fingerprint.json``) or, where the folder is not writable, under
-  ``$XDG_CACHE_HOME/prefexp/weights_fingerprints/``.
+  so restoring the mtime after an edit does not fool it. The memo lives in the cache dir,
+  ``<cache_dir>/weights_fingerprints/<sha256 of the folder's resolved path>.json`` (the per-user
+  ``$XDG_CACHE_HOME/prefexp/weights_fingerprints/`` when no cache dir is given), never in the model
+  folder: model folders are often read-only or shared (a hub cache, a cluster's model store).
 * **Hub id** (not a local folder): the id plus the commit that ``refs/main`` points to in the local
   Hugging Face cache (``HF_HUB_CACHE``), read from disk, never from the network; a new revision
   is a new commit and misses. An id absent from the local cache is keyed by its name and
@@ -29,7 +30,6 @@ from ..cachefs import write_text_atomic
 
 log = logging.getLogger(__name__)
 
-MEMO_NAME = ".prefexp_weights_fingerprint.json"
 MEMO_VERSION = 1
 
 
@@ -56,45 +56,45 @@ def file_identity(f: Path) -> list:
     return [f.name, st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino]
 
 
-def memo_paths(folder: Path) -> list[Path]:
-    """Where the memo of ``folder`` may live, preferred first."""
-    central = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "prefexp" / "weights_fingerprints"
+def memo_path(folder: Path, cache_dir: Optional[Path] = None) -> Path:
+    """Where the memo of ``folder`` lives: under ``cache_dir``, keyed by the folder's resolved path."""
+    root = Path(cache_dir) if cache_dir is not None else \
+        Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "prefexp"
     digest = hashlib.sha256(str(folder.resolve()).encode()).hexdigest()[:16]
-    return [folder / MEMO_NAME, central / f"{digest}.json"]
+    return root / "weights_fingerprints" / f"{digest}.json"
 
 
-def _read_memo(folder: Path, identity: list) -> Optional[str]:
-    for path in memo_paths(folder):
-        try:
-            memo = json.loads(path.read_text())
-        except (OSError, ValueError):
-            continue
-        if memo.get("version") == MEMO_VERSION and memo.get("files") == identity:
-            return memo["fingerprint"]
+def _read_memo(path: Path, identity: list) -> Optional[str]:
+    try:
+        memo = json.loads(path.read_text())
+    except (OSError, ValueError):  # none yet, or cut off: hash again (the memo is only a shortcut)
+        return None
+    if isinstance(memo, dict) and memo.get("version") == MEMO_VERSION and memo.get("files") == identity:
+        return memo.get("fingerprint")
     return None
 
 
-def _write_memo(folder: Path, identity: list, fingerprint: str) -> None:
-    text = json.dumps({"version": MEMO_VERSION, "files": identity, "fingerprint": fingerprint}) + "\n"
-    for path in memo_paths(folder):
-        try:
-            write_text_atomic(path, text)
-            return
-        except OSError:  # read-only model folder: use the per-user location
-            continue
-    log.warning("weights fingerprint of %s could not be memoised; it will be re-hashed next time", folder)
+def _write_memo(path: Path, folder: Path, identity: list, fingerprint: str) -> None:
+    text = json.dumps({"version": MEMO_VERSION, "folder": str(folder.resolve()), "files": identity,
+                       "fingerprint": fingerprint}) + "\n"
+    try:
+        write_text_atomic(path, text)
+    except OSError as err:
+        log.warning("weights fingerprint of %s could not be memoised in %s (%s); it will be re-hashed next time",
+                    folder, path, err)
 
 
-def folder_fingerprint(folder: Path) -> str:
+def folder_fingerprint(folder: Path, cache_dir: Optional[Path] = None) -> str:
     """Fingerprint of a local model folder, from the memo when the files are unchanged."""
     files = weight_files(folder)
     identity = [file_identity(f) for f in files]
-    fingerprint = _read_memo(folder, identity)
+    path = memo_path(folder, cache_dir)
+    fingerprint = _read_memo(path, identity)
     if fingerprint is None:
         log.info("weights fingerprint: hashing %d file(s) of %s once (memoised for later runs)", len(files), folder)
         fingerprint = content_fingerprint(files)
         if [file_identity(f) for f in files] == identity:  # not rewritten while we read it
-            _write_memo(folder, identity, fingerprint)
+            _write_memo(path, folder, identity, fingerprint)
     return fingerprint
 
 
@@ -113,11 +113,12 @@ def hub_commit(repo_id: str, revision: str = "main", hub_cache: Optional[str] = 
     return None
 
 
-def weights_fingerprint(model_dir: str) -> str:
-    """16 hex digits that identify a model's weights (see the module docstring for the rule)."""
+def weights_fingerprint(model_dir: str, cache_dir: Optional[Path] = None) -> str:
+    """16 hex digits that identify a model's weights (see the module docstring for the rule);
+    ``cache_dir`` is where a local folder's memo is kept."""
     path = Path(model_dir)
     if path.is_dir():
-        return folder_fingerprint(path)
+        return folder_fingerprint(path, cache_dir)
     commit = hub_commit(model_dir)
     if commit is None:
         log.warning("weights fingerprint: %s is neither a local folder nor in the local Hugging Face cache; "

@@ -45,9 +45,9 @@ class RewardScoresMissing(RuntimeError):
 
 
 @lru_cache(maxsize=None)
-def base_fingerprint(model_path: str) -> str:
+def base_fingerprint(model_path: str, cache_dir: Path) -> str:
     """``weights_fingerprint`` once per process (cheap after the first hash of a folder: memoised)."""
-    return weights_fingerprint(model_path)
+    return weights_fingerprint(model_path, cache_dir)
 
 
 def reward_model_key(base_fp: str, data_fp: str, hparams: RewardModelConfig) -> str:
@@ -70,14 +70,14 @@ def ensure_reward_model(model_path: str, hparams: RewardModelConfig, examples: S
     """Return the directory of the reward model trained on ``examples``; train it first if needed."""
     from .model import train_reward_model
 
-    rm_key = rm_key or reward_model_key(base_fingerprint(model_path), examples_fingerprint(examples), hparams)
+    rm_key = rm_key or reward_model_key(base_fingerprint(model_path, cache_dir), examples_fingerprint(examples), hparams)
     final = reward_model_dir(cache_dir, rm_key)
     summary: dict = {}
 
     def build(tmp: Path) -> None:
         summary.update(train_reward_model(model_path, hparams, examples, tokenizer, tmp, trust_remote_code))
         shutil.rmtree(tmp / "trainer", ignore_errors=True)
-        summary.update(base_model=model_path, base_fingerprint=base_fingerprint(model_path),
+        summary.update(base_model=model_path, base_fingerprint=base_fingerprint(model_path, cache_dir),
                        data_fingerprint=examples_fingerprint(examples), hparams=key_hparams(hparams),
                        version=REWARD_MODEL_VERSION)
         (tmp / "DONE").write_text(json.dumps(summary, indent=2, default=str) + "\n")
@@ -120,7 +120,7 @@ def cached_reward_scores(model_path: str, hparams: RewardModelConfig, train_exam
     ``command``) unless ``build_if_missing``; otherwise train the reward model if its directory is
     missing too, score, and cache. ``force`` retrains and rescores.
     """
-    rm_key = reward_model_key(base_fingerprint(model_path), examples_fingerprint(train_examples), hparams)
+    rm_key = reward_model_key(base_fingerprint(model_path, cache_dir), examples_fingerprint(train_examples), hparams)
     path = scores_path(cache_dir, rm_key, examples_fingerprint(score_examples))
     keys = [str(e["index"]) for e in score_examples]
     if path.is_file() and not force:

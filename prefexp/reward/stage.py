@@ -56,7 +56,8 @@ def run_reward_stage(c: RewardConfig, run_dir: Path) -> Path:
     scores, path = cached_reward_scores(model_path, c.reward_model, train_examples, score_examples, tokenizer,
                                         cache_dir, build_if_missing=True,
                                         trust_remote_code=c.model.trust_remote_code, force=c.force)
-    rm_key = reward_model_key(base_fingerprint(model_path), examples_fingerprint(train_examples), c.reward_model)
+    rm_key = reward_model_key(base_fingerprint(model_path, cache_dir), examples_fingerprint(train_examples),
+                              c.reward_model)
     rm_dir = reward_model_dir(cache_dir, rm_key)
     done = json.loads((rm_dir / "DONE").read_text()) if (rm_dir / "DONE").is_file() else None
     summary = {

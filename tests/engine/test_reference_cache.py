@@ -14,7 +14,7 @@ import pytest
 
 from prefexp.engine import weights_key
 from prefexp.engine.reference import reference_cache_path
-from prefexp.engine.weights_key import MEMO_NAME, weights_fingerprint
+from prefexp.engine.weights_key import memo_path, weights_fingerprint
 
 EXAMPLES = [{"index": 0, "prompt_ids": [1, 2], "chosen_ids": [3, 4], "rejected_ids": [5]}]
 
@@ -58,44 +58,66 @@ def model_dir(tmp_path, monkeypatch):
     return folder
 
 
-def test_local_folder_is_hashed_once_then_known_from_stat(model_dir, monkeypatch):
-    first = weights_fingerprint(str(model_dir))
+def test_local_folder_is_hashed_once_then_known_from_stat(model_dir, tmp_path, monkeypatch):
+    cache = tmp_path / "cache"
+    before = sorted(p.name for p in model_dir.iterdir())
+    first = weights_fingerprint(str(model_dir), cache)
     assert first == content_hash(model_dir)  # same value as before the memo: old caches still hit
-    assert (model_dir / MEMO_NAME).is_file()
+    (memo,) = (cache / "weights_fingerprints").glob("*.json")  # the memo is in the cache dir ...
+    assert memo == memo_path(model_dir, cache) and json.loads(memo.read_text())["fingerprint"] == first
+    assert sorted(p.name for p in model_dir.iterdir()) == before  # ... and nothing in the model folder
     monkeypatch.setattr(weights_key, "content_fingerprint", no_reading)
-    assert weights_fingerprint(str(model_dir)) == first  # a hit reads no weight byte
+    assert weights_fingerprint(str(model_dir), cache) == first  # a hit reads no weight byte
 
 
-def test_changed_weights_miss_even_with_the_same_size_and_mtime(model_dir):
-    before = weights_fingerprint(str(model_dir))
-    key_before = reference_cache_path(str(model_dir), EXAMPLES, Path("/c"))
+def test_changed_weights_miss_even_with_the_same_size_and_mtime(model_dir, tmp_path):
+    cache = tmp_path / "cache"
+    before = weights_fingerprint(str(model_dir), cache)
+    key_before = reference_cache_path(str(model_dir), EXAMPLES, cache)
     shard = model_dir / "model-00002-of-00002.safetensors"
     st = shard.stat()
     with shard.open("r+b") as fh:  # change one weight in place, then put the mtime back
         fh.seek(st.st_size - 4)
         fh.write(b"\x7f\x00\x00\x00")
     os.utime(shard, ns=(st.st_atime_ns, st.st_mtime_ns))
-    after = weights_fingerprint(str(model_dir))
+    after = weights_fingerprint(str(model_dir), cache)
     assert after != before and after == content_hash(model_dir)
-    assert reference_cache_path(str(model_dir), EXAMPLES, Path("/c")) != key_before
+    assert reference_cache_path(str(model_dir), EXAMPLES, cache) != key_before
 
 
-def test_touch_without_a_change_rehashes_and_still_hits(model_dir):
-    before = weights_fingerprint(str(model_dir))
-    memo = json.loads((model_dir / MEMO_NAME).read_text())
+def test_touch_without_a_change_rehashes_and_still_hits(model_dir, tmp_path):
+    cache = tmp_path / "cache"
+    before = weights_fingerprint(str(model_dir), cache)
+    memo = json.loads(memo_path(model_dir, cache).read_text())
     shard = model_dir / "model-00001-of-00002.safetensors"
     os.utime(shard, ns=(shard.stat().st_atime_ns, shard.stat().st_mtime_ns + 10**9))
-    assert weights_fingerprint(str(model_dir)) == before
-    assert json.loads((model_dir / MEMO_NAME).read_text())["files"] != memo["files"]  # memo refreshed
+    assert weights_fingerprint(str(model_dir), cache) == before
+    assert json.loads(memo_path(model_dir, cache).read_text())["files"] != memo["files"]  # memo refreshed
 
 
-def test_unwritable_folder_memoises_under_the_user_cache(model_dir, tmp_path, monkeypatch):
-    (model_dir / MEMO_NAME).mkdir()  # writing the memo beside the weights fails (as in a read-only folder)
+def test_no_cache_dir_memoises_under_the_user_cache(model_dir, tmp_path, monkeypatch):
     first = weights_fingerprint(str(model_dir))
     (central,) = (tmp_path / "xdg" / "prefexp" / "weights_fingerprints").glob("*.json")
     assert json.loads(central.read_text())["fingerprint"] == first
     monkeypatch.setattr(weights_key, "content_fingerprint", no_reading)
     assert weights_fingerprint(str(model_dir)) == first
+
+
+def test_cut_off_memo_is_hashed_again(model_dir, tmp_path):
+    """The memo is only a shortcut: a truncated one costs a re-hash, never a wrong key or a traceback."""
+    cache = tmp_path / "cache"
+    first = weights_fingerprint(str(model_dir), cache)
+    path = memo_path(model_dir, cache)
+    path.write_text(path.read_text()[:20])
+    assert weights_fingerprint(str(model_dir), cache) == first
+    assert json.loads(path.read_text())["fingerprint"] == first  # rewritten whole
+
+
+def test_a_reference_run_writes_nothing_into_the_model_folder(model_dir, tmp_path):
+    """Issue 21: a run on a user's model folder left .prefexp_weights_fingerprint.json in it."""
+    before = {p.name: p.stat().st_mtime_ns for p in model_dir.iterdir()}
+    reference_cache_path(str(model_dir), EXAMPLES, tmp_path / "cache")
+    assert {p.name: p.stat().st_mtime_ns for p in model_dir.iterdir()} == before
 
 
 def fake_hub_repo(cache: Path, repo_id: str, commit: str) -> None:
