@@ -1,7 +1,7 @@
 """MT-Bench data: 80 two-turn questions, FastChat's judge prompts, GPT-4 reference answers.
 
-The fschat wheel ships none of these files (docs/packages.md §5), so they come either from a
-local copy (``eval.data_dir``; layout of ../shared/data/mt_bench or of FastChat's
+The fschat wheel ships none of these files (../shared/docs/packages.md §5, beside the repository),
+so they come either from a local copy (``eval.data_dir``; layout of ../shared/data/mt_bench or of FastChat's
 ``llm_judge/data``) or from FastChat's GitHub repository at a pinned commit, downloaded once into
 the eval output dir. The data version recorded in results.json is the commit (public) and the
 files' sha256 either way.

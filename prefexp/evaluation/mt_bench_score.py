@@ -1,6 +1,6 @@
 """MT-Bench single-answer grading, written here after FastChat's ``llm_judge`` (Zheng et al.
 2023, "Judging LLM-as-a-judge with MT-Bench and Chatbot Arena"), because FastChat's judge module
-does not import with current openai clients (docs/packages.md §5).
+does not import with current openai clients (../shared/docs/packages.md §5, beside the repository).
 
 Faithful to FastChat 0.2.36 ``common.py`` / ``gen_judgment.py`` / ``show_result.py``:
 * prompt choice: ``single-v1`` (turn 1) / ``single-v1-multi-turn`` (turn 2); for math, reasoning

@@ -1,7 +1,7 @@
 """Generation through an OpenAI-compatible vLLM server (GPU machines).
 
-vLLM pins its own torch/transformers (see docs/packages.md §9), so it never shares this project's
-environment: either the server already runs (``eval.generation.vllm_url``) or ``VLLMServer``
+vLLM pins its own torch/transformers (../shared/docs/packages.md §9, beside the repository), so it
+never shares this project's environment: either the server already runs (``eval.generation.vllm_url``) or ``VLLMServer``
 starts ``<vllm_python> -m vllm.entrypoints.openai.api_server`` for the checkpoint, waits until
 ``/v1/models`` answers, and stops the process it started when evaluation ends.
 """

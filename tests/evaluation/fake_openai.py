@@ -5,7 +5,7 @@ It speaks enough of the chat-completions API for everything the evaluation stage
   ``replay_logprobs[instruction]`` when given (a real judge's stored top logprobs), else reads
   the two outputs (``m`` and ``M``) out of alpaca_eval's prompt and prefers the one containing
   ``[GOOD]``, else the longer one, answering with ``choices[0].logprobs.content[0].top_logprobs``
-  (the shape alpaca_eval's ``logprob_parser`` reads; docs/packages.md §4);
+  (the shape alpaca_eval's ``logprob_parser`` reads; ../shared/docs/packages.md §4);
 * MT-Bench judging (``[[rating]]`` in the prompt): ``rate(user_prompt) -> judgment text``,
   by default replaying ``replay[user_prompt]`` when given, else ``"... Rating: [[5]]"``;
 * generation (anything else, e.g. the vLLM backend): a deterministic short answer;
