@@ -62,6 +62,13 @@ def _envelope(body: dict, choice: dict, text_completion: bool = False) -> dict:
             "usage": {"prompt_tokens": 10, "completion_tokens": 1, "total_tokens": 11}}
 
 
+class _BackloggedServer(ThreadingHTTPServer):
+    """The stdlib server listens with a backlog of 5: under CPU load, 16 concurrent judge calls
+    (``eval.judge.concurrency=16``) then find the queue full and the connection refused, which the
+    client rightly reports as an unreachable endpoint. A real endpoint queues them."""
+    request_queue_size = 128
+
+
 class FakeOpenAI:
     def __init__(self, rate: Optional[Callable[[str], str]] = None, replay: Optional[dict] = None,
                  port: int = 0):
@@ -77,7 +84,7 @@ class FakeOpenAI:
         self.delay_s = 0.0
         self._counts = {"alpaca": 0, "judge": 0}
         self._lock = threading.Lock()
-        self._server = ThreadingHTTPServer(("127.0.0.1", port), self._handler_class())
+        self._server = _BackloggedServer(("127.0.0.1", port), self._handler_class())
         self._server.daemon_threads = True
         self._thread: Optional[threading.Thread] = None
 
