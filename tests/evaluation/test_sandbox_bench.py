@@ -77,7 +77,7 @@ def test_policy_equal_to_reference_wins_half(tiny_run):
     # two equal models the same samples -> all ties again; the samples are not the greedy answers
     s = m["sample"]
     assert (s["win_rate"], s["tie_share"], s["n_total"], s["answers_per_prompt"]) == (50.0, 1.0, 6, 1)
-    assert m["greedy"]["win_rate"] == m["win_rate"] and m["headline"] == "greedy"
+    assert m["sample"]["win_rate"] == m["win_rate"] and m["headline"] == "sample"  # the calibrated headline
     sampled = json.loads((out / "model_outputs.sample.json").read_text())
     assert [r["output"] for r in sampled] != [r["output"] for r in pol]
     assert res["generation"]["protocols"]["sample"]["temperature"] == 1.0

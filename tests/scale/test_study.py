@@ -38,10 +38,12 @@ def test_the_sweep_is_every_arm_times_three_seeds():
     assert sorted(p.stem for p in (CONFIG_DIR / "study_arm").glob("*.yaml")) == sorted(DESIGN)
 
 
-def test_the_sweep_report_compares_every_arm_with_dpo_on_both_metrics():
-    callback = compose(["experiment=sandbox_study"]).hydra.callbacks.sweep_summary
+def test_the_sweep_report_compares_every_arm_with_dpo_on_both_metrics_under_both_protocols():
+    cfg = compose(["experiment=sandbox_study"])
+    callback = cfg.hydra.callbacks.sweep_summary
     assert callback.baseline == "study_arm=dpo_shuffled" and "dpo_shuffled" in DESIGN
-    assert list(callback.metrics) == ["eval/sandbox/win_rate", "eval/sandbox/mean_gold_score"]
+    assert list(callback.metrics) == ["eval/sandbox/win_rate", "eval/sandbox/mean_gold_score",
+                                      "eval/sandbox/greedy/win_rate", "eval/sandbox/greedy/mean_gold_score"]
     assert compose([]).hydra.callbacks.sweep_summary.baseline is None  # other sweeps: no baseline assumed
 
 
