@@ -96,6 +96,29 @@ def summary_line(results: dict) -> str:
     return f"{bench} {results.get('model_name')}: {parts} ({n}, judge {who})"
 
 
+def protocol_lines(results: dict) -> list[str]:
+    """One line per decoding protocol of a paired benchmark (the sandbox's ``metrics.<protocol>``):
+    win rate over the reference with its 95 % CI, the tie share and wins / ties / losses, both mean
+    gold scores and the paired difference with its 95 % CI. [] for benchmarks without protocols."""
+    m = results.get("metrics") or {}
+    names = list(((results.get("generation") or {}).get("protocols") or {}))
+    lines = []
+    for name in names:
+        p = m.get(name)
+        if not isinstance(p, dict) or "win_rate" not in p:
+            continue
+        head = " (headline)" if name == m.get("headline") else ""
+        k = p.get("answers_per_prompt", 1)
+        lines.append(
+            f"  {name}{head}: win rate {p['win_rate']:.2f} % [{p['win_rate_ci95_low']:.2f}, "
+            f"{p['win_rate_ci95_high']:.2f}], ties {100 * p['tie_share']:.1f} % "
+            f"(W/T/L {p['n_wins']}/{p['n_ties']}/{p['n_losses']}); gold {p['mean_gold_score']:.3f} vs "
+            f"reference {p['reference_mean_gold_score']:.3f}, paired diff {p['gold_difference']:+.3f} "
+            f"[{p['gold_difference_ci95_low']:+.3f}, {p['gold_difference_ci95_high']:+.3f}] "
+            f"({p['n_prompts']} prompts x {k})")
+    return lines
+
+
 def flat_metrics(benchmark: str, metrics: dict, prefix: Optional[str] = None) -> dict:
     """Finite numeric metrics as ``eval/<benchmark>/<name>`` (nested dicts joined with '/')."""
     prefix = prefix or f"eval/{benchmark}"

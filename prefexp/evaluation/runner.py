@@ -52,7 +52,7 @@ def evaluate(cfg: EvaluateConfig) -> dict:
             results.write(out_dir, res)
             log.info("W&B: %s", res["wandb"])
         log.info("results: %s", path)
-        print(results.summary_line(res), flush=True)
+        print("\n".join([results.summary_line(res), *results.protocol_lines(res)]), flush=True)
         failed = res.get("failed_items") or []
         if failed:
             reasons = reason_counts([f["reason"] for f in failed])

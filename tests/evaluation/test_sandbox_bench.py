@@ -103,3 +103,40 @@ def test_matches_the_sandbox_models_own_gold_score(tmp_path):
     res = evaluate(settings([f"checkpoint={run}", "eval=sandbox", f"eval.n_prompts={built}", "wandb=false"]))
     assert res["metrics"]["reference_mean_gold_score"] == pytest.approx(expected, abs=1e-9)
     assert res["metrics"]["win_rate"] == 50.0
+
+
+def test_each_protocol_prints_its_win_rate_ci_ties_and_gold_difference():
+    """The hand table of test_compare_with_gold_by_hand as the sampled headline: win 62.5 with
+    SE 23.9357 -> CI 62.5 -+ 1.959964 x 23.9357 = [15.59, 109.41]; 1 tie of 4 = 25.0 %; paired
+    d = [6, 0, -6, 1] -> +0.250, SE 2.4622 -> [-4.576, +5.076]. Greedy: all four tied."""
+    from prefexp.evaluation.results import protocol_lines
+
+    sample = summarize_gold(list("abcd"), [9.0, 5.0, 2.0, 7.0], [3.0, 5.0, 8.0, 6.0])
+    greedy = summarize_gold(list("abcd"), [5.0] * 4, [5.0] * 4)
+    res = {"metrics": {**sample, "greedy": greedy, "sample": sample, "headline": "sample"},
+           "generation": {"protocols": {"greedy": {}, "sample": {}}}}
+    assert protocol_lines(res) == [
+        "  greedy: win rate 50.00 % [50.00, 50.00], ties 100.0 % (W/T/L 0/4/0); gold 5.000 vs reference "
+        "5.000, paired diff +0.000 [+0.000, +0.000] (4 prompts x 1)",
+        "  sample (headline): win rate 62.50 % [15.59, 109.41], ties 25.0 % (W/T/L 2/1/1); gold 5.750 vs "
+        "reference 5.500, paired diff +0.250 [-4.576, +5.076] (4 prompts x 1)"]
+    assert protocol_lines({"metrics": {"score": 6.0}}) == []  # MT-Bench, AlpacaEval: no protocols
+
+
+def test_the_cli_prints_both_protocols(tiny_run):
+    """``python -m prefexp.evaluate checkpoint=<run> eval=sandbox``: the summary line, then one line
+    per protocol; equal models -> every prompt tied under both."""
+    import subprocess
+    import sys
+
+    from tests.helpers import REPO
+
+    proc = subprocess.run([sys.executable, "-m", "prefexp.evaluate", f"checkpoint={tiny_run}", "eval=sandbox",
+                           "eval.n_prompts=4", "eval.generation.max_new_tokens=4", "wandb=false",
+                           f"output_dir={tiny_run / 'eval_cli'}"],
+                          cwd=REPO, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    lines = proc.stdout.splitlines()
+    at = next(i for i, line in enumerate(lines) if line.startswith("sandbox "))
+    assert lines[at + 1].startswith("  greedy: win rate 50.00 % [50.00, 50.00], ties 100.0 % (W/T/L 0/4/0)")
+    assert lines[at + 2].startswith("  sample (headline): win rate 50.00 % [50.00, 50.00], ties 100.0 % (W/T/L 0/4/0)")
