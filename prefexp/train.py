@@ -86,6 +86,10 @@ def run(cfg: DictConfig) -> float:
         from .evaluation.handoff import evaluate_after_training  # ranks we started: their parent does it
 
         evaluate_after_training(run_dir, c.evaluate, c.evaluate_overrides)
+    if not c.dry_run and distributed.is_main_process() and not os.environ.get("PREFEXP_SPAWNED"):
+        from .reporting.run_summary import run_summary
+
+        print("\n".join(run_summary(run_dir)), flush=True)  # the job ends with its answer
     return final_metric(run_dir, c.logger.objective)
 
 

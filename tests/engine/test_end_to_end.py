@@ -26,11 +26,27 @@ def train(run_dir: Path, *overrides: str) -> subprocess.CompletedProcess:
                      "model.sandbox.sft_steps=80", "model.sandbox.num_prompts=400", *overrides)
 
 
+CONSOLE: dict[Path, str] = {}  # run dir -> what the job printed on stdout
+
+
 @pytest.fixture(scope="module")
 def mixdpo_run(tmp_path_factory) -> Path:
     run_dir = tmp_path_factory.mktemp("mixdpo")
-    train(run_dir, "loss=mixdpo", "tau=0.5")
+    CONSOLE[run_dir] = train(run_dir, "loss=mixdpo", "tau=0.5").stdout
     return run_dir
+
+
+def test_the_job_ends_with_its_summary_block(mixdpo_run):
+    """The last lines of stdout: steps, the final window of metrics.jsonl (3 steps: the row of
+    step 3 alone), no evaluation asked for, the artifacts."""
+    lines = CONSOLE[mixdpo_run].splitlines()
+    block = lines[lines.index(f"run summary: {mixdpo_run}"):]
+    last = read_jsonl(mixdpo_run / "metrics.jsonl")[-1]
+    assert block[1] == "  trained: 3 optimizer steps"
+    assert block[2].startswith("  final train metrics (mean of the last 1 logged rows")
+    assert f"loss {last['loss']:.4f}, rewards/accuracies {last['rewards/accuracies']:.4f}" in block[2]
+    assert block[3].startswith("  evaluation: none")
+    assert block[4].startswith("  artifacts (in the run dir): checkpoint, metrics.jsonl, routing_summary.json")
 
 
 def test_routing_plan_sorted_and_routed(mixdpo_run):
