@@ -50,6 +50,9 @@ def main(cfg: DictConfig) -> float | None:
 
 
 def run(cfg: DictConfig) -> float:
+    from .engine.library_noise import quiet_libraries
+
+    quiet_libraries()  # before transformers loads DeepSpeed
     from .engine import distributed
     from .launch.ranks import ranks_to_spawn
     from .launch.sweep_jobs import final_metric

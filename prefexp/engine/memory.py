@@ -124,6 +124,6 @@ class PeakMemoryCallback(TrainerCallback):
         reset_peak()  # the next log line reports its own window
         logs.update(window)
         if state.is_world_process_zero:
-            log.info("peak memory, steps up to %d: %s", state.global_step,
+            log.debug("peak memory, steps up to %d: %s", state.global_step,  # the numbers: metrics.jsonl
                      ", ".join(f"{k.removeprefix('memory/')}={v:.0f}" for k, v in window.items()))
         # W&B: engine.wandb_callback runs after this callback and logs these keys in the step's row

@@ -11,6 +11,7 @@ from typing import Optional
 from ..config.schema import TrainConfig
 from ..config.validate import Settings
 from ..engine.artifacts import MetricsFileCallback
+from ..engine.console import use_console
 from ..engine.distributed import cpu_ranks, deepspeed_dict, is_main_process, prepare_deepspeed, world_size
 from ..engine.eval_callbacks import EvalMetricsFileCallback, GenerationLogCallback, HeldOutPrompt
 from ..engine.last_step_log import LogLastStepCallback
@@ -51,6 +52,7 @@ def build_trainer(settings: Settings, examples: list[dict], probes: Displacement
                                 processing_class=model.tokenizer, preference_loss=loss,
                                 on_nonfinite=c.trainer.on_nonfinite, callbacks=callbacks,
                                 lr_stages=stage_windows(c, examples, pairs_per_step(c)))
+    use_console(trainer, progress_bar=not args.disable_tqdm)  # one line per logging step, numbers as numbers
     if evaluating:
         trainer.add_callback(EvalMetricsFileCallback(run_dir / "eval_metrics.jsonl"))
         if c.trainer.generation_steps is not None:

@@ -26,20 +26,20 @@ def train(run_dir: Path, *overrides: str) -> subprocess.CompletedProcess:
                      "model.sandbox.sft_steps=80", "model.sandbox.num_prompts=400", *overrides)
 
 
-CONSOLE: dict[Path, str] = {}  # run dir -> what the job printed on stdout
+CONSOLE: dict[Path, subprocess.CompletedProcess] = {}  # run dir -> the job's process (stdout, stderr)
 
 
 @pytest.fixture(scope="module")
 def mixdpo_run(tmp_path_factory) -> Path:
     run_dir = tmp_path_factory.mktemp("mixdpo")
-    CONSOLE[run_dir] = train(run_dir, "loss=mixdpo", "tau=0.5").stdout
+    CONSOLE[run_dir] = train(run_dir, "loss=mixdpo", "tau=0.5")
     return run_dir
 
 
 def test_the_job_ends_with_its_summary_block(mixdpo_run):
     """The last lines of stdout: steps, the final window of metrics.jsonl (3 steps: the row of
     step 3 alone), no evaluation asked for, the artifacts."""
-    lines = CONSOLE[mixdpo_run].splitlines()
+    lines = CONSOLE[mixdpo_run].stdout.splitlines()
     block = lines[lines.index(f"run summary: {mixdpo_run}"):]
     last = read_jsonl(mixdpo_run / "metrics.jsonl")[-1]
     assert block[1] == "  trained: 3 optimizer steps"
@@ -47,6 +47,20 @@ def test_the_job_ends_with_its_summary_block(mixdpo_run):
     assert f"loss {last['loss']:.4f}, rewards/accuracies {last['rewards/accuracies']:.4f}" in block[2]
     assert block[3].startswith("  evaluation: none")
     assert block[4].startswith("  artifacts (in the run dir): checkpoint, metrics.jsonl, routing_summary.json")
+
+
+def test_the_console_has_one_line_per_logging_step_and_no_library_chatter(mixdpo_run):
+    """Off a terminal (captured): one ``step i/3`` line per logged step, numbers as numbers; no
+    dict of quoted strings, no per-step memory line, no DeepSpeed accelerator warning with
+    DeepSpeed off, no progress bars."""
+    out = CONSOLE[mixdpo_run].stdout + CONSOLE[mixdpo_run].stderr
+    steps = [line.split(" - ", 1)[1] for line in out.splitlines() if " - step " in line]
+    first = read_jsonl(mixdpo_run / "metrics.jsonl")[0]
+    assert [s.split(" |")[0] for s in steps] == ["step 1/3 (33 %)", "step 2/3 (67 %)", "step 3/3 (100 %)"]
+    assert f"| loss {first['loss']:.4g} |" in steps[0] and "tok/s | ETA " in steps[0]
+    for noise in ("{'loss'", "'loss': '", "peak memory, steps up to", "Setting accelerator to CPU",
+                  "Loading weights", "Writing model shards"):
+        assert noise not in out, noise
 
 
 def test_routing_plan_sorted_and_routed(mixdpo_run):
