@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Iterator
 
 from ..errors import InputError
+from .skips import not_shown, skip
 
 log = logging.getLogger(__name__)
 
@@ -125,10 +126,11 @@ def _json_lines_rows(path: Path, on_invalid: str) -> list[SourceRow]:
                 continue
         if on_invalid != "skip":
             raise DataFileError(f"{path}, line {lineno}: {reason}; {fix}")
+        skip(log, str(path), f"line {lineno}", reason, sum(skipped.values()))
         skipped[reason.split(" (")[0]] += 1
-        log.warning("skipping %s, line %d: %s", path, lineno, reason)
     if skipped:
-        log.warning("skipped %d unreadable line(s) of %s: %s", sum(skipped.values()), path, dict(skipped))
+        log.warning("skipped %d unreadable line(s) of %s: %s%s", sum(skipped.values()), path, dict(skipped),
+                    not_shown(sum(skipped.values())))
     return rows
 
 

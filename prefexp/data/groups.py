@@ -24,6 +24,7 @@ import random
 from typing import Any, Callable, Optional, Sequence
 
 from .records import InvalidRowError
+from .skips import not_shown, skip
 from .ultrafeedback_raw import ULTRAFEEDBACK_SCORE_KEYS
 
 log = logging.getLogger(__name__)
@@ -129,8 +130,8 @@ def expand_groups(rows: Sequence[dict], rule: str, seed: int, band_low: Optional
             if on_invalid != "skip":
                 raise InvalidRowError(f"{source}, {where}: {problem}. Fix the row, or pass "
                                       "dataset.on_invalid=skip to skip such rows")
+            skip(log, source, where, problem, skipped)
             skipped += 1
-            log.warning("skipping %s, %s: %s", source, where, problem)
             continue
         dropped += group.get("dropped_responses", 0)
         rng = random.Random(f"pairs-{seed}-{n}")
@@ -143,7 +144,7 @@ def expand_groups(rows: Sequence[dict], rule: str, seed: int, band_low: Optional
     if dropped:
         log.warning("%s: dropped %d response(s) with empty text or a missing/NaN score", source, dropped)
     if skipped:
-        log.warning("%s: skipped %d invalid group row(s)", source, skipped)
+        log.warning("%s: skipped %d invalid group row(s)%s", source, skipped, not_shown(skipped))
     if no_pair:
         log.warning("%s: %d of %d group(s) gave no pair (all responses tied or identical, or none in the "
                     "band) under dataset.pair_rule=%s", source, no_pair, groups, rule)

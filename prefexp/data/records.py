@@ -18,6 +18,7 @@ from typing import Any, Iterable, Optional
 
 from ..errors import InputError
 from .files import not_an_object
+from .skips import not_shown, skip
 
 log = logging.getLogger(__name__)
 
@@ -168,8 +169,8 @@ def read_pairs(rows: Iterable[dict], source: str, on_invalid: str,
             if on_invalid != "skip":
                 fix = "" if UNSCORED_FIX in reason else ". Fix the row, or pass dataset.on_invalid=skip to skip such rows"
                 raise InvalidRowError(f"{source}, {where}: {reason}{fix}") from None
+            skip(log, source, where, reason, sum(skipped.values()))
             skipped[reason.split(":")[0]] += 1
-            log.warning("skipping %s, %s: %s", source, where, reason)
             continue
         pairs.append(pair)
         key = _identity(pair)
@@ -178,7 +179,8 @@ def read_pairs(rows: Iterable[dict], source: str, on_invalid: str,
         else:
             seen[key] = where
     if skipped:
-        log.warning("skipped %d invalid row(s) of %s: %s", sum(skipped.values()), source, dict(skipped))
+        log.warning("skipped %d invalid row(s) of %s: %s%s", sum(skipped.values()), source, dict(skipped),
+                    not_shown(sum(skipped.values())))
     if duplicates:
         log.warning("%s: %d duplicate row(s) (same prompt, chosen and rejected), kept: %s%s", source, len(duplicates),
                     "; ".join(duplicates[:5]), " ..." if len(duplicates) > 5 else "")

@@ -1,16 +1,20 @@
 """Stage 1, load: source rows -> validated preference pairs (and their K-response groups)."""
 from __future__ import annotations
 
+import json
 import logging
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from ..config.validate import Settings
 from ..data.records import PreferencePair, negative_margin_warning, read_pairs
+from ..data.skips import collect_skips
 from ..data.sources import describe, load_rows
 from ..engine.groups import has_groups, keep_contrastive_groups
 from ..difficulty.metrics import needed_metrics
 
 log = logging.getLogger(__name__)
+SKIPPED_ROWS_FILE = "skipped_rows.jsonl"
 
 
 @dataclass
@@ -24,8 +28,12 @@ class PairData:
 def load_data(settings: Settings) -> PairData:
     c, loss = settings.config, settings.loss
     needs_rating = "rating" in needed_metrics(c, loss)
-    pairs, counts = read_pairs(load_rows(c.dataset), describe(c.dataset), c.dataset.on_invalid,
-                               require_scores=needs_rating)
+    with collect_skips() as skipped:
+        try:
+            pairs, counts = read_pairs(load_rows(c.dataset), describe(c.dataset), c.dataset.on_invalid,
+                                       require_scores=needs_rating)
+        finally:  # also when nothing valid is left: the error says how many, the file says which
+            write_skipped_rows(Path(c.paths.run_dir), skipped)
     summary = {"data": counts}  # what loading skipped or kept twice, beside the routing counts
     columns = c.dataset.columns
     swapped = negative_margin_warning(pairs, columns.chosen or "chosen", columns.rejected or "rejected")
@@ -41,6 +49,13 @@ def load_data(settings: Settings) -> PairData:
     summary["groups"] = {"trained": len(kept), "left_out_without_contrast": dropped,
                          "group_positive": c.dataset.group_positive}
     return PairData(kept, use_groups=True, summary=summary)
+
+
+def write_skipped_rows(run_dir: Path, skipped: list[dict]) -> None:
+    """``skipped_rows.jsonl``: every row the readers skipped (dataset.on_invalid=skip), in order."""
+    if skipped:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        (run_dir / SKIPPED_ROWS_FILE).write_text("".join(json.dumps(row) + "\n" for row in skipped))
 
 
 def check_step_fits_data(settings: Settings, data: PairData) -> None:

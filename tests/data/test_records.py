@@ -38,6 +38,22 @@ def test_skip_counts_and_logs(caplog):
     assert "skipped 2 invalid row(s) of mem" in caplog.text
 
 
+def test_many_skips_warn_five_times_count_the_rest_and_keep_every_one(caplog):
+    """8 bad rows among 10 (file rows 2-9): 5 "skipping" warnings (rows 2-6), one summary line that
+    says 3 more were not shown, and all 8 in the collector (the run dir's skipped_rows.jsonl)."""
+    from prefexp.data.skips import collect_skips
+
+    rows = [GOOD] + [{**GOOD, "chosen": ""}] * 8 + [GOOD]
+    with caplog.at_level(logging.WARNING), collect_skips() as skipped:
+        pairs = to_pairs(rows, "mem", "skip", require_scores=True)
+    assert [p.index for p in pairs] == [0, 9]
+    warned = [r.getMessage() for r in caplog.records if r.getMessage().startswith("skipping mem")]
+    assert warned == [f"skipping mem, row {n}: empty chosen response" for n in range(2, 7)]
+    assert ("skipped 8 invalid row(s) of mem: {'empty chosen response': 8} (5 shown above, 3 more not "
+            "shown; every one: skipped_rows.jsonl in the run dir)") in caplog.text
+    assert skipped == [{"source": "mem", "where": f"row {n}", "reason": "empty chosen response"} for n in range(2, 10)]
+
+
 def test_chat_message_fields_are_split_into_prompt_and_reply():
     row = {"prompt": "2+2?",
            "chosen": [{"role": "user", "content": "2+2?"}, {"role": "assistant", "content": "4"}],
