@@ -47,16 +47,19 @@ def rerun_command() -> str:
 def main(cfg: DictConfig) -> None:
     import logging
 
+    from .engine.library_noise import quiet_evaluation_libraries, quiet_libraries
     from .evaluation.judge_client import JudgeError
     from .evaluation.judging import IncompleteJudging
     from .evaluation.runner import evaluate
 
     install_log_redaction()  # no log line carries an API key (prefexp/redact.py)
+    quiet_libraries()  # no DeepSpeed accelerator warning, no progress bars off a terminal
     try:
         settings = to_settings(cfg)
         judge = getattr(settings.eval, "judge", None)  # the sandbox benchmark has none
         add_secret_envs([judge.api_key_env if judge else "", settings.eval.generation.vllm_api_key_env])
         logging.getLogger().setLevel(settings.log_level)
+        quiet_evaluation_libraries(settings.log_level)  # no line per judge request
         evaluate(settings)
     except InputError as exc:
         print_error(exc)

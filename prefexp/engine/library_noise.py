@@ -22,3 +22,17 @@ def quiet_libraries() -> None:
 
         hf_logging.disable_progress_bar()
         disable_progress_bars()
+
+
+def quiet_evaluation_libraries(log_level: str) -> None:
+    """httpx / httpx2 (under the openai client) log every judge request at INFO: 805 lines for one
+    AlpacaEval run; the judge client logs what matters (retries, failures) itself. alpaca_eval
+    imports ``pkg_resources``, whose deprecation warning is about alpaca_eval's code, not the run.
+    ``log_level=DEBUG`` keeps the requests."""
+    import logging
+    import warnings
+
+    if logging.getLevelName(str(log_level).upper()) != logging.DEBUG:
+        for transport in ("httpx", "httpx2"):  # the openai client's transport: httpx, or its fork httpx2
+            logging.getLogger(transport).setLevel(logging.WARNING)
+    warnings.filterwarnings("ignore", message="pkg_resources is deprecated", category=UserWarning)

@@ -64,6 +64,8 @@ def test_mt_bench_end_to_end(tmp_path, tiny_run, fake_judge):
     assert summary == ["mt_bench run-step7: score=5.000000 turn_1=5.000000 turn_2=5.000000 n_unparseable=0 "
                        "(n=1 of 80: subset, not comparable to full-set numbers, judge fake-judge)"]
     assert (out / "eval.log").is_file() and (out / "config.json").is_file()
+    assert "HTTP Request:" not in proc.stdout + proc.stderr  # httpx's line per judge call
+    assert "HTTP Request:" not in (out / "eval.log").read_text()
     assert list((tmp_path / "cwd").iterdir()) == []  # no outputs/, .hydra/ or log in the working dir
     assert SECRET not in proc.stdout + proc.stderr
     assert_secret_nowhere(tiny_run)

@@ -106,6 +106,7 @@ def test_public_command_prints_leaderboard_numbers(tmp_path):
     assert "alpaca_eval gpt-3.5-turbo-1106: win_rate=9.18 length_controlled_winrate=n/a standard_error=0.89 (n=805," \
         in proc.stdout
     assert (tmp_path / "a" / "outputs" / "eval" / "alpaca_eval" / "gpt-3.5-turbo-1106" / "results.json").is_file()
+    assert "pkg_resources" not in proc.stderr + proc.stdout  # alpaca_eval's import, not the user's business
     mt = shared_path("mt_bench", "model_judgment", "eva_llama-3.1-8b-instruct_gpt-4_single.jsonl.gz")
     proc = _cli([f"annotations={mt}", "eval=mt_bench", f"eval.data_dir={shared_path('mt_bench')}"], tmp_path / "m")
     assert proc.returncode == 0, proc.stderr[-2000:]
