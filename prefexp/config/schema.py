@@ -307,7 +307,7 @@ class AdapterConfig:
 class PathsConfig:
     root_dir: str = MISSING
     cache_dir: str = MISSING
-    run_dir: str = MISSING
+    run_dir: Optional[str] = MISSING  # null only under `--cfg job --resolve`: Hydra picks the run dir when the job runs
 
 
 @dataclass
