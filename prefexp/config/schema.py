@@ -38,7 +38,7 @@ class ModelConfig:
     dtype: str = "float32"  # float32 | bfloat16 | float16
     trust_remote_code: bool = False
     # null = the tokenizer's own template ("plain" when it has none); else a built-in name
-    # (prefexp/data/chat_templates/*.jinja: plain, chatml, zephyr, llama3) or a .jinja file
+    # (prefexp/data/chat_templates.py: plain, chatml, zephyr, llama3) or a .jinja file
     chat_template: Optional[str] = None
     sandbox: SandboxModelSpec = field(default_factory=SandboxModelSpec)
     # from_pretrained's attention kernel: null (transformers' default, sdpa where supported) | sdpa |

@@ -7,7 +7,7 @@ deliberate departure: TRL cuts at the first differing *character*, so when both 
 the same words ("I think ..." vs "I don't ..."), TRL's prompt ends inside the reply and the shared
 words are trained as context, not as response. Here the common prefix is cut back to the last
 ``"\\n\\nAssistant:"`` marker, so the prompt always ends where the last reply starts, and each reply
-is whole. Where TRL's prompt already ends at that marker (tests/data/test_hh_rlhf.py counts the
+is whole. Where TRL's prompt already ends at that marker (tests/data/test_datasets.py counts the
 rows), both give the same text.
 
 The prompt text is then split into chat messages (Human -> user, Assistant -> assistant) so it goes
