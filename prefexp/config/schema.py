@@ -327,8 +327,9 @@ class TrainConfig:
     tau: float = 0.5
     seed: int = 0
     dry_run: bool = False
-    # benchmarks (conf/eval/<name>.yaml) to run on the final checkpoint, e.g. evaluate=[sandbox]
-    evaluate: list[str] = field(default_factory=list)
+    # benchmarks (conf/eval/<name>.yaml) to run on the final checkpoint, e.g. evaluate=[alpaca_eval];
+    # null (the default): [sandbox] on the sandbox model, so the main job ends with its answer; else none
+    evaluate: Optional[list[str]] = None
     evaluate_overrides: list[str] = field(default_factory=list)  # passed to each, e.g. [eval.limit=20]
     local: Any = None
 

@@ -236,6 +236,8 @@ def validate(cfg: DictConfig) -> Settings:
     _check_token_cleaning(c, loss, loss_name, errors)
     from ..evaluation.handoff import benchmarks
 
+    if c.evaluate is None:  # the default: the sandbox is judged by its own benchmark, real models when asked
+        c.evaluate = ["sandbox"] if c.model.name_or_path == "sandbox" else []
     for name in c.evaluate:
         if name not in benchmarks():
             errors.append(f"evaluate: {name!r} is not a benchmark; options: {benchmarks()} (conf/eval/)")

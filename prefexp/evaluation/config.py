@@ -117,6 +117,9 @@ class SandboxConfig(BenchmarkConfig):
     decoding: list[str] = field(default_factory=lambda: ["greedy", "sample"])
     sample_temperature: float = 1.0  # the sandbox preference data are temperature-1 reference samples
     samples_per_prompt: int = 1
+    # where the reference's answers are cached once per reference and decoding (reference_answers.py);
+    # null: generated in each eval dir
+    cache_dir: Optional[str] = None
     headline: str = "sample"  # the protocol whose numbers are the top-level metrics: the one the DPO calibration showed the gain under (docs/sandbox.md)
 
 

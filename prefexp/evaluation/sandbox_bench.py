@@ -17,6 +17,7 @@ from typing import Callable, Optional
 from .config import GenerationConfig, SandboxConfig
 from .generation import GenRequest, describe, open_backend
 from .manifest import Checkpoint
+from .reference_answers import cached_reference_answers
 from .store import generation_meta, read_json, reusable, save_outputs
 
 log = logging.getLogger(__name__)
@@ -134,6 +135,18 @@ def _answers(g: GenerationConfig, model_dir: str, chat_template, identity: dict,
     return [saved[key] for key in keys]
 
 
+def _reference(cfg: SandboxConfig, g: GenerationConfig, ref_dir: str, ref_name: str, chat_template,
+               prompts: list[str], k: int, path: Path) -> list[str]:
+    """The reference's answers: from the cache shared by every run (``eval.cache_dir``), copied
+    into the eval dir like the policy's; without a cache dir, generated in the eval dir."""
+    if not cfg.cache_dir:
+        return _answers(g, ref_dir, chat_template, {"reference_model": ref_name}, prompts, k, path)
+    answers, _ = cached_reference_answers(Path(cfg.cache_dir), g, ref_dir, chat_template, prompts, k, path.parent)
+    rows = [{"prompt": p, "sample": j, "output": answers[i * k + j]} for i, p in enumerate(prompts) for j in range(k)]
+    save_outputs(path, rows, generation_meta({"reference_model": ref_name}, describe(g)))
+    return answers
+
+
 def decoding_settings(cfg: SandboxConfig, decoding: str) -> tuple[GenerationConfig, int]:
     """(generation settings, answers per prompt) of one protocol: greedy as configured, or sampled
     at ``sample_temperature`` with ``samples_per_prompt`` answers."""
@@ -166,8 +179,8 @@ def run(cfg: SandboxConfig, ckpt: Checkpoint, out_dir: Path) -> dict:
         policy = _answers(g, str(ckpt.model_dir), ckpt.chat_template, ckpt.describe(), prompts, k,
                           out_dir / names["model_outputs"])
         # The reference model may lack a chat template (a base model): format it like the policy.
-        reference = _answers(g, ref_dir, ckpt.chat_template, {"reference_model": ref_name}, prompts, k,
-                             out_dir / names["reference_outputs"])
+        reference = _reference(cfg, g, ref_dir, ref_name, ckpt.chat_template, prompts, k,
+                               out_dir / names["reference_outputs"])
         many = [p for p in prompts for _ in range(k)]
         g_pol, g_ref = gold_scores(many, policy, gold_score), gold_scores(many, reference, gold_score)
         metrics[decoding] = summarize_gold(prompts, g_pol, g_ref, task_of=lambda p: parse_prompt(p)[0], k=k)

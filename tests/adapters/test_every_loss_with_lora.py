@@ -21,7 +21,7 @@ def test_every_loss_trains_with_lora(tmp_path):
     cmd = [sys.executable, "-m", "prefexp.train", "-m", f"loss={','.join(LOSSES)}", "adapter=lora",
            "trainer.max_steps=3", "trainer.logging_steps=1", "logger=none", "dataset.sandbox.num_prompts=400",
            "model.sandbox.sft_steps=80", "model.sandbox.num_prompts=400", "dataset.eval_fraction=0.05",
-           "trainer.eval_steps=3", f"hydra.sweep.dir={sweep}"]
+           "trainer.eval_steps=3", "evaluate=[]", f"hydra.sweep.dir={sweep}"]
     proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=1800)
     assert proc.returncode == 0, proc.stderr[-4000:]
     summary = json.loads((sweep / "sweep_summary.json").read_text())

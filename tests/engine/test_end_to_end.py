@@ -49,6 +49,27 @@ def test_the_job_ends_with_its_summary_block(mixdpo_run):
     assert block[4].startswith("  artifacts (in the run dir): checkpoint, metrics.jsonl, routing_summary.json")
 
 
+def test_the_main_job_evaluates_itself_and_ends_with_the_answer(tmp_path):
+    """No ``evaluate=`` on the sandbox model: the run evaluates its checkpoint (on 8 prompts here)
+    and its summary block ends with both protocols, each with its CI and tie share."""
+    run_dir = tmp_path / "run"
+    proc = run_train(run_dir, "trainer.max_steps=3", "dataset.sandbox.num_prompts=400", "model.sandbox.sft_steps=80",
+                     "model.sandbox.num_prompts=400", "loss=mixdpo", "tau=0.5", "logger=none",
+                     "evaluate_overrides=['eval.n_prompts=8','eval.generation.max_new_tokens=8']",
+                     default_evaluation=True)
+    results = json.loads((run_dir / "eval" / "sandbox" / "results.json").read_text())
+    assert results["n_items"] == 8 and results["metrics"]["headline"] == "sample"
+    lines = proc.stdout.splitlines()
+    block = lines[lines.index(f"run summary: {run_dir}"):]
+    sample = results["metrics"]["sample"]
+    assert any(line.startswith("  evaluation sandbox ") for line in block)
+    assert any(line.startswith(f"    sample (headline): win rate {sample['win_rate']:.2f} % "
+                               f"[{sample['win_rate_ci95_low']:.2f}, {sample['win_rate_ci95_high']:.2f}], "
+                               f"ties {100 * sample['tie_share']:.1f} %") for line in block)
+    assert any(line.startswith("    greedy: win rate ") for line in block)
+    assert block[-1].endswith("eval/sandbox/")
+
+
 def test_the_console_has_one_line_per_logging_step_and_no_library_chatter(mixdpo_run):
     """Off a terminal (captured): one ``step i/3`` line per logged step, numbers as numbers; no
     dict of quoted strings, no per-step memory line, no DeepSpeed accelerator warning with

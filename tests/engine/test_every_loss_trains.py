@@ -30,7 +30,7 @@ def test_every_loss_trains_three_steps(tmp_path):
     sweep = tmp_path / "losses"
     cmd = [sys.executable, "-m", "prefexp.train", "-m", f"loss={','.join(LOSSES)}", "trainer.max_steps=3",
            "trainer.logging_steps=1", "logger=none", "dataset.sandbox.num_prompts=400",
-           "model.sandbox.sft_steps=80", "model.sandbox.num_prompts=400", f"hydra.sweep.dir={sweep}"]
+           "model.sandbox.sft_steps=80", "model.sandbox.num_prompts=400", "evaluate=[]", f"hydra.sweep.dir={sweep}"]
     proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=900)
     assert proc.returncode == 0, proc.stderr[-4000:]
     summary = json.loads((sweep / "sweep_summary.json").read_text())

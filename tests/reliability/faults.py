@@ -13,7 +13,7 @@ from tests.helpers import REPO
 
 # The same small sandbox as tests/engine/test_end_to_end.py (shares its cached model build).
 SANDBOX = ["trainer.logging_steps=1", "dataset.sandbox.num_prompts=400", "model.sandbox.sft_steps=80",
-           "model.sandbox.num_prompts=400", "logger=none"]
+           "model.sandbox.num_prompts=400", "logger=none", "evaluate=[]"]
 
 
 def start(run_dir: Path, *overrides: str, env: dict | None = None, log_name: str = "stderr") -> tuple[subprocess.Popen, Path]:

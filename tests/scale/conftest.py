@@ -38,7 +38,9 @@ def run(cmd: list[str], timeout: int = 600, env: dict | None = None) -> subproce
 
 
 def train_cmd(*overrides: str) -> list[str]:
-    return [sys.executable, "-m", "prefexp.train", *overrides]
+    from tests.helpers import without_default_evaluation
+
+    return [sys.executable, "-m", "prefexp.train", *without_default_evaluation(overrides)]
 
 
 from tests.helpers import read_jsonl  # noqa: E402,F401  (re-exported for the scale tests)
