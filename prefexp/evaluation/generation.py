@@ -114,7 +114,8 @@ class HFBackend:
             texts = self._generate_batch([requests[i] for i in idx])
             for i, text in zip(idx, texts):
                 answers[i] = text
-            log.info("generated batch %d/%d (%d answers)", n + 1, len(groups), len(idx))
+            if (n + 1) % -(-len(groups) // 4) == 0 or n + 1 == len(groups):  # progress in quarters
+                log.info("generated %d/%d batches (%d answers)", n + 1, len(groups), sum(map(len, groups[:n + 1])))
         return [a or "" for a in answers]
 
     def close(self) -> None:
