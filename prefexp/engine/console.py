@@ -11,20 +11,12 @@ from typing import Optional
 from transformers import TrainerCallback
 from transformers.trainer_callback import PrinterCallback, ProgressCallback
 
+from .progress import duration
+
 log = logging.getLogger("prefexp.train")
 
 STEP_KEYS = ("loss", "rewards/accuracies", "rewards/margins", "route/sft_fraction")
 HELDOUT_KEYS = ("eval_loss", "eval_rewards/accuracies", "eval_rewards/margins")
-
-
-def duration(seconds: float) -> str:
-    """12 s, 3m20s, 1h02m."""
-    s = int(round(seconds))
-    if s < 60:
-        return f"{s} s"
-    if s < 3600:
-        return f"{s // 60}m{s % 60:02d}s"
-    return f"{s // 3600}h{s % 3600 // 60:02d}m"
 
 
 def _numbers(logs: dict, keys: tuple[str, ...]) -> list[str]:

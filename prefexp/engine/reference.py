@@ -20,6 +20,7 @@ from tqdm.auto import tqdm
 from ..cachefs import cached_json, read_checked_json
 from .batching import PairCollator
 from .logps import forward_logps
+from .progress import Progress
 from .weights_key import weights_fingerprint  # noqa: F401  (re-exported: the reward and token caches use it)
 
 log = logging.getLogger(__name__)
@@ -62,6 +63,7 @@ def compute_reference_logps(model, examples: Sequence[dict], pad_token_id: int, 
     out: dict[int, tuple[float, float]] = {}
     order = sorted(range(len(examples)), key=lambda i: len(examples[i]["chosen_ids"]) + len(examples[i]["rejected_ids"]))
     bar = tqdm(range(0, len(order), batch_size), desc="reference log-probs", unit="batch", disable=None)
+    progress = Progress(len(order), "reference log-probs", "pairs", log)  # off a terminal
     for start in bar:  # length-sorted batches waste less padding
         chunk = [examples[i] for i in order[start: start + batch_size]]
         batch = {k: v.to(device) for k, v in collate(chunk).items()}
@@ -70,6 +72,7 @@ def compute_reference_logps(model, examples: Sequence[dict], pad_token_id: int, 
         n = len(chunk)
         for e, c, r in zip(chunk, logps[:n].tolist(), logps[n:].tolist()):
             out[e["index"]] = (c, r)
+        progress.update(len(out))
     return out
 
 

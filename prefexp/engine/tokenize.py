@@ -27,6 +27,7 @@ from typing import Optional, Sequence
 
 from ..data.chat_templates import FALLBACK, TEMPLATES, load_chat_template
 from ..data.records import Messages, PreferencePair
+from .progress import Progress
 
 log = logging.getLogger(__name__)
 
@@ -107,7 +108,8 @@ def tokenize_pairs_quietly(pairs: Sequence[PreferencePair], tokenizer, max_lengt
     stats = TruncationStats(pairs=len(pairs))
     examples = []
     identical: list[int] = []
-    for pair in pairs:
+    progress = Progress(len(pairs), "tokenising", "pairs", log)  # off a terminal, when it takes a while
+    for n, pair in enumerate(pairs, 1):
         p = prompt_ids(tokenizer, pair.prompt)
         c, r = response_ids(tokenizer, pair.chosen), response_ids(tokenizer, pair.rejected)
         if len(p) + max(len(c), len(r)) > max_length and len(p) > max_prompt_length:
@@ -121,6 +123,7 @@ def tokenize_pairs_quietly(pairs: Sequence[PreferencePair], tokenizer, max_lengt
                 stats.identical_after_truncation += 1
                 identical.append(pair.index)
         examples.append({"index": pair.index, "prompt_ids": p, "chosen_ids": c, "rejected_ids": r})
+        progress.update(n)
     return examples, stats, identical
 
 

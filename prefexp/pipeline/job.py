@@ -21,6 +21,7 @@ from .probes import displacement_probes
 from .reference import reference_pass
 from .token_cleaning import clean_tokens
 from .tokens import tokenise
+from .trained_pairs import trained_plan
 from .trainer_setup import build_trainer
 
 log = logging.getLogger(__name__)
@@ -38,10 +39,11 @@ def train(settings: Settings, resolved: dict, run_dir: Path) -> Path | None:
     if settings.config.dry_run:
         log.info("dry_run=true: routing plan written to %s; no training", run_dir)
         return None
+    trained = trained_plan(settings, plan, data.use_groups)     # the prefix max_steps reaches (or all)
     tokens = tokenise(settings.config, data, model, run_dir)     # prompt / response token ids
-    reference = reference_pass(settings, tokens, model)          # reference log-probs, cached on disk
+    reference = reference_pass(settings, tokens, model, {e.index for e in trained})  # cached on disk
     masks = clean_tokens(settings.config, tokens, model, run_dir)  # token-cleaning masks (or none)
-    examples = training_examples(tokens, reference, masks, plan)  # one dict per example, plan order
+    examples = training_examples(tokens, reference, masks, trained)  # one dict per example, plan order
     probes = displacement_probes(settings.config, data, tokens, examples)  # fixed pairs, every loss
     heldout = heldout_examples(settings, held, model) if held is not None else None  # eval examples
     trainer = build_trainer(settings, examples, probes, model, run_dir, heldout)  # arguments, model, callbacks

@@ -20,8 +20,10 @@ class ReferenceLogps:
     groups: Optional[dict[int, list[float]]] = None  # index -> one value per response of the group
 
 
-def reference_pass(settings: Settings, tokens: TokenisedPairs, model: ModelSource) -> Optional[ReferenceLogps]:
-    """None when neither the loss nor a margin metric reads the reference (reference-free losses)."""
+def reference_pass(settings: Settings, tokens: TokenisedPairs, model: ModelSource,
+                   trained: Optional[set[int]] = None) -> Optional[ReferenceLogps]:
+    """None when neither the loss nor a margin metric reads the reference (reference-free losses).
+    ``trained``: the indices of the pairs the run trains on (default all): only those are scored."""
     c, loss = settings.config, settings.loss
     if not (loss.needs_reference or "reference_logp" in needed_metrics(c, loss)):
         return None
@@ -34,8 +36,9 @@ def reference_pass(settings: Settings, tokens: TokenisedPairs, model: ModelSourc
                                       c.trainer.reference_batch_size, model.reference_cache_dir, c.trainer.precision,
                                       zero3=zero3)
 
-    pairs = score(tokens.examples)
-    groups = group_logps(tokens.examples, score) if tokens.has_groups and loss.needs_reference else None
+    examples = tokens.examples if trained is None else [e for e in tokens.examples if e["index"] in trained]
+    pairs = score(examples)
+    groups = group_logps(examples, score) if tokens.has_groups and loss.needs_reference else None
     return ReferenceLogps(pairs, groups)
 
 

@@ -1,7 +1,8 @@
 """The console line of a logging step (prefexp.engine.console), derived by hand."""
 from __future__ import annotations
 
-from prefexp.engine.console import console_line, duration
+from prefexp.engine.console import console_line
+from prefexp.engine.progress import duration
 
 
 def test_a_training_step_reads_as_numbers_with_progress_rate_and_eta():
@@ -22,3 +23,28 @@ def test_held_out_end_of_training_and_other_logs():
 def test_durations():
     assert [duration(s) for s in (0.4, 59.6, 60, 3599, 3600, 86399)] == ["0 s", "1m00s", "1m00s", "59m59s",
                                                                            "1h00m", "23h59m"]
+
+
+def test_progress_off_a_terminal_every_tenth_after_a_quiet_start(caplog):
+    """100 pairs, one per second on a fake clock: silent for the first 5 s (the 10 % mark at 10 s is
+    the first line), then a line at each further tenth with the rate and the ETA; a loop that ends
+    within 5 s prints nothing."""
+    import logging
+
+    from prefexp.engine.progress import Progress
+
+    now = [0.0]
+    log = logging.getLogger("test.progress")
+    with caplog.at_level(logging.INFO, logger="test.progress"):
+        progress = Progress(100, "reference log-probs", "pairs", log, enabled=True, clock=lambda: now[0])
+        for done in range(1, 101):
+            now[0] = float(done)
+            progress.update(done)
+        fast = Progress(100, "tokenising", "pairs", log, enabled=True, clock=lambda: 1.0)
+        for done in range(1, 101):
+            fast.update(done)
+    lines = [r.getMessage() for r in caplog.records]
+    assert len(lines) == 10 and not any(line.startswith("tokenising") for line in lines)
+    assert [int(line.split(": ")[1].split("/")[0]) for line in lines] == list(range(10, 101, 10))
+    assert lines[0] == "reference log-probs: 10/100 pairs (10 %), 1.0 pairs/s, ETA 1m30s"
+    assert lines[-1] == "reference log-probs: 100/100 pairs (100 %), 1.0 pairs/s, ETA 0 s"
