@@ -180,6 +180,10 @@ class TrainerConfig:
     # building the 4-D mask costs more than the padding it saves; and SDPA with a custom mask cannot
     # use the flash kernel on GPUs (unmeasured). Off by default; groups and token cleaning pad anyway.
     packing: bool = False
+    # 0: the plan's order exactly; N: within each block of N consecutive examples (never across a
+    # curriculum stage) longest first, so micro-batches pad less; the curriculum holds between
+    # blocks (engine/length_groups.py). Off by default: the order is part of the experiment.
+    length_group_block: int = 0
     # torch.compile the policy (TrainingArguments.torch_compile). Off by default: it pays on GPUs for
     # long runs; on the CPU sandbox the compile time exceeds the whole run.
     torch_compile: bool = False

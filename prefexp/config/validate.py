@@ -196,6 +196,9 @@ def validate(cfg: DictConfig) -> Settings:
         errors.append(f"dataset.path is required for dataset.source={c.dataset.source}; pass dataset.path=<file or hub name>")
     if c.dataset.max_prompt_length >= c.dataset.max_length:
         errors.append(f"dataset.max_prompt_length={c.dataset.max_prompt_length} must be < dataset.max_length={c.dataset.max_length}")
+    if c.trainer.length_group_block < 0 or 0 < c.trainer.length_group_block < 2 * c.trainer.per_device_batch_size:
+        errors.append(f"trainer.length_group_block={c.trainer.length_group_block} must be 0 (off) or at least two "
+                      f"micro-batches (>= {2 * c.trainer.per_device_batch_size}), else it cannot group anything")
     if c.trainer.per_device_batch_size < 1:
         errors.append(f"trainer.per_device_batch_size={c.trainer.per_device_batch_size} must be >= 1")
     if c.trainer.max_steps == 0 or c.trainer.max_steps < -1:

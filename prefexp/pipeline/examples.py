@@ -5,12 +5,16 @@ from __future__ import annotations
 from typing import Optional, Sequence
 
 from ..difficulty.plan import PlanEntry
+from ..engine.length_groups import length_grouped
 from .reference import ReferenceLogps
 from .tokens import TokenisedPairs
 
 
 def training_examples(tokens: TokenisedPairs, reference: Optional[ReferenceLogps],
-                      masks: Optional[dict[int, list[int]]], plan: Sequence[PlanEntry]) -> list[dict]:
+                      masks: Optional[dict[int, list[int]]], plan: Sequence[PlanEntry],
+                      length_group_block: int = 0) -> list[dict]:
+    """One dict per planned pair, in the plan's order; with ``length_group_block`` each block of
+    that many (within a stage) longest first (``engine.length_groups``)."""
     by_index = {e["index"]: e for e in tokens.examples}
     examples = []
     for entry in plan:  # training order = plan order; discarded pairs are not in the plan
@@ -27,4 +31,4 @@ def training_examples(tokens: TokenisedPairs, reference: Optional[ReferenceLogps
         example["pair_weights"] = entry.weight
         example["stage"] = entry.stage  # curriculum.stages (0 without); no collator reads it
         examples.append(example)
-    return examples
+    return length_grouped(examples, length_group_block)
