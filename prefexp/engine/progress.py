@@ -28,19 +28,19 @@ class Progress:
 
     def __init__(self, total: int, what: str, unit: str, log: logging.Logger, every: float = 0.1,
                  enabled: Optional[bool] = None, clock: Callable[[], float] = time.perf_counter):
-        self.total, self.what, self.unit, self.log, self.every = total, what, unit, log, every
+        self.total, self.what, self.unit, self.log = total, what, unit, log
         self.enabled = (not sys.stderr.isatty()) if enabled is None else enabled
         self.clock = clock
         self.start = clock()
-        self.tenths = max(1, round(1 / every))  # lines at done >= total * k / tenths, k = 1, 2, ...
+        self.parts = max(1, round(1 / every))  # lines at done >= total * k / parts, k = 1, 2, ...
         self.k = 1
 
     def update(self, done: int) -> None:
         if not self.enabled or self.total <= 0:
             return
-        if done * self.tenths < self.total * self.k and done < self.total:  # integer test: no rounding
+        if done * self.parts < self.total * self.k and done < self.total:  # integer test: no rounding
             return
-        self.k = done * self.tenths // self.total + 1
+        self.k = done * self.parts // self.total + 1
         fraction = done / self.total
         elapsed = self.clock() - self.start
         if elapsed < QUIET_S:

@@ -31,11 +31,12 @@ def answers_key(weights: str, g: GenerationConfig, chat_template: Optional[str],
 
 
 def generate_answers(g: GenerationConfig, model_dir: str, chat_template: Optional[str], prompts: list[str],
-                     k: int, log_dir: Path) -> list[str]:
-    """``k`` answers per prompt, prompt-major, in one seeded generate call."""
+                     log_dir: Path) -> list[str]:
+    """One answer per entry of ``prompts`` (a prompt repeated k times gets k), in one seeded
+    generate call: the sandbox's single-turn chat requests."""
     with open_backend(g, model_dir, chat_template, log_dir) as backend:
         return backend.generate([GenRequest.chat([{"role": "user", "content": p}], g.temperature, g.max_new_tokens,
-                                                 g.top_p) for p in prompts for _ in range(k)])
+                                                 g.top_p) for p in prompts])
 
 
 def cached_reference_answers(cache_dir: Path, g: GenerationConfig, ref_dir: str, chat_template: Optional[str],
@@ -50,7 +51,8 @@ def cached_reference_answers(cache_dir: Path, g: GenerationConfig, ref_dir: str,
     def compute() -> dict:
         log.info("sandbox: reference %s answers %d prompts x %d (temperature %g), cached for every run",
                  ref_dir, len(prompts), k, g.temperature)
-        return {"key": key, "answers": generate_answers(g, ref_dir, chat_template, prompts, k, log_dir)}
+        many = [p for p in prompts for _ in range(k)]  # prompt-major
+        return {"key": key, "answers": generate_answers(g, ref_dir, chat_template, many, log_dir)}
 
     def check(data) -> Optional[str]:
         if data["key"] != key:

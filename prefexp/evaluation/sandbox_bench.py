@@ -15,9 +15,9 @@ from pathlib import Path
 from typing import Callable, Optional
 
 from .config import GenerationConfig, SandboxConfig
-from .generation import GenRequest, describe, open_backend
+from .generation import describe
 from .manifest import Checkpoint
-from .reference_answers import cached_reference_answers
+from .reference_answers import cached_reference_answers, generate_answers
 from .store import generation_meta, read_json, reusable, save_outputs
 
 log = logging.getLogger(__name__)
@@ -127,9 +127,7 @@ def _answers(g: GenerationConfig, model_dir: str, chat_template, identity: dict,
     if todo:
         log.info("sandbox: %s answers %d prompts x samples (%d reused, temperature %g)", model_dir, len(todo),
                  len(saved), g.temperature)
-        with open_backend(g, model_dir, chat_template, path.parent) as backend:
-            outs = backend.generate([GenRequest.chat([{"role": "user", "content": p}], g.temperature,
-                                                     g.max_new_tokens, g.top_p) for p, _ in todo])
+        outs = generate_answers(g, model_dir, chat_template, [p for p, _ in todo], path.parent)
         saved.update(zip(todo, outs))
         save_outputs(path, [{"prompt": p, "sample": j, "output": o} for (p, j), o in saved.items()], meta)
     return [saved[key] for key in keys]

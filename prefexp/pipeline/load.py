@@ -10,6 +10,7 @@ from ..config.validate import Settings
 from ..data.records import PreferencePair, negative_margin_warning, read_pairs
 from ..data.skips import collect_skips
 from ..data.sources import describe, load_rows
+from ..engine.distributed import is_main_process
 from ..engine.groups import has_groups, keep_contrastive_groups
 from ..difficulty.metrics import needed_metrics
 
@@ -33,7 +34,8 @@ def load_data(settings: Settings) -> PairData:
             pairs, counts = read_pairs(load_rows(c.dataset), describe(c.dataset), c.dataset.on_invalid,
                                        require_scores=needs_rating)
         finally:  # also when nothing valid is left: the error says how many, the file says which
-            write_skipped_rows(Path(c.paths.run_dir), skipped)
+            if is_main_process():  # every rank reads the same rows; one writes the file
+                write_skipped_rows(Path(c.paths.run_dir), skipped)
     summary = {"data": counts}  # what loading skipped or kept twice, beside the routing counts
     columns = c.dataset.columns
     swapped = negative_margin_warning(pairs, columns.chosen or "chosen", columns.rejected or "rejected")

@@ -15,7 +15,7 @@ from typing import Sequence
 from ..config.validate import Settings
 from ..difficulty.metrics import needed_metrics
 from ..difficulty.plan import PlanEntry
-from ..engine.distributed import world_size
+from .trainer_setup import pairs_per_step
 
 
 def trained_plan(settings: Settings, plan: Sequence[PlanEntry], use_groups: bool) -> list[PlanEntry]:
@@ -23,5 +23,4 @@ def trained_plan(settings: Settings, plan: Sequence[PlanEntry], use_groups: bool
     t = c.trainer
     if t.max_steps <= 0 or c.curriculum.stages or use_groups or "reference_logp" in needed_metrics(c, loss):
         return list(plan)
-    reached = t.max_steps * t.per_device_batch_size * t.gradient_accumulation_steps * world_size()
-    return list(plan[:reached])
+    return list(plan[:t.max_steps * pairs_per_step(c)])

@@ -131,14 +131,19 @@ def read_metrics(run_dir: Path, name: str = "metrics.jsonl") -> list[dict]:
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
+def evaluation_failed(bench_dir: Path) -> bool:
+    """A benchmark's FAILED marker (prefexp.evaluation.handoff) with no newer results.json."""
+    marker, results = bench_dir / "FAILED", bench_dir / "results.json"
+    return marker.exists() and (not results.exists() or results.stat().st_mtime < marker.stat().st_mtime)
+
+
 def status_of(run_dir: Path, config: Any) -> tuple[str, Optional[str]]:
     failed = run_dir / "FAILED"
     if failed.exists():
         lines = [line for line in failed.read_text(errors="replace").splitlines() if line.strip()]
         return "failed", (lines[0] if lines else "failed")  # prefexp.launch.write_failure: summary first
     for marker in sorted((run_dir / "eval").glob("*/FAILED")):  # prefexp.evaluation.handoff
-        results = marker.parent / "results.json"
-        if not results.exists() or results.stat().st_mtime < marker.stat().st_mtime:
+        if evaluation_failed(marker.parent):
             lines = [line for line in marker.read_text(errors="replace").splitlines() if line.strip()]
             return "failed", (lines[0] if lines else f"evaluation {marker.parent.name} failed")
     if (run_dir / "checkpoint" / "manifest.json").exists():

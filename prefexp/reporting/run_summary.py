@@ -11,7 +11,7 @@ import json
 from pathlib import Path
 
 from ..evaluation.results import protocol_lines, summary_line
-from .collect import read_metrics
+from .collect import evaluation_failed, read_metrics
 from .final_window import FINAL_WINDOW_FRACTION, final_metrics
 
 # the few training numbers a researcher reads first; every other one is in metrics.jsonl / W&B
@@ -41,11 +41,10 @@ def run_summary(run_dir: Path) -> list[str]:
         lines.append(f"  held-out pairs (step {held[-1].get('step')}): {_numbers(held[-1], HELDOUT_KEYS)}")
     bench_dirs = sorted(p for p in (run_dir / "eval").glob("*") if p.is_dir())
     for bench in bench_dirs:
-        results, failed = bench / "results.json", bench / "FAILED"
-        if failed.exists() and (not results.exists() or results.stat().st_mtime < failed.stat().st_mtime):
-            lines.append(f"  evaluation {bench.name}: FAILED, see {failed}")
-        elif results.exists():
-            res = json.loads(results.read_text())
+        if evaluation_failed(bench):
+            lines.append(f"  evaluation {bench.name}: FAILED, see {bench / 'FAILED'}")
+        elif (bench / "results.json").exists():
+            res = json.loads((bench / "results.json").read_text())
             lines += [f"  evaluation {summary_line(res)}", *["  " + line for line in protocol_lines(res)]]
     if not bench_dirs:
         lines.append("  evaluation: none (evaluate=[sandbox] or python -m prefexp.evaluate checkpoint=<run dir>)")
