@@ -57,7 +57,7 @@ def run(cfg: DictConfig) -> float:
     from .launch.ranks import ranks_to_spawn
     from .launch.sweep_jobs import final_metric
 
-    if distributed.world_size() > 1 and not distributed.is_main_process():
+    if distributed.in_launch() and not distributed.is_main_process():
         distributed.quiet_replica_logging()  # only rank 0 writes train.log
     if os.environ.get("PREFEXP_SPAWNED") and distributed.in_launch():
         from .launch.ranks import die_with_parent
@@ -69,16 +69,18 @@ def run(cfg: DictConfig) -> float:
         if distributed.is_main_process():  # writable, room for two checkpoints: before hours of training
             preflight_run_dir(settings.config, run_dir)
     c = settings.config
-    nproc = ranks_to_spawn(c.trainer.devices, c.deepspeed.enabled, c.dry_run)
+    with _input_errors_exit_2():
+        nodes = _this_node(settings)
+    nproc = ranks_to_spawn(c.trainer.devices, c.deepspeed.enabled, c.dry_run, nodes)
     resolved = OmegaConf.to_container(cfg, resolve=True)
     with _input_errors_exit_2():
         lock = _hold_run_dir(run_dir)
     try:
         with _input_errors_exit_2():  # a resume with another config: refused before anything loads
-            _check_run_config(settings, resolved, run_dir, nproc)
+            _check_run_config(settings, resolved, run_dir, nproc, nodes.count)
         with _stops_exit(run_dir):
             if nproc:
-                _spawn(settings, nproc, run_dir)
+                _spawn(settings, nproc, run_dir, nodes)
             else:
                 with _input_errors_exit_2():
                     _train_here(settings, resolved, run_dir)
@@ -96,7 +98,26 @@ def run(cfg: DictConfig) -> float:
     return final_metric(run_dir, c.logger.objective)
 
 
-def _check_run_config(settings: Settings, resolved: dict, run_dir: Path, nproc: int) -> None:
+def _this_node(settings: Settings):
+    """The job's nodes as this launcher sees them (prefexp.launch.nodes; one node inside a rank).
+    A launcher on node > 0 is not the job's main process: it only starts its node's ranks."""
+    from .engine import distributed
+    from .launch.nodes import Nodes, enter_node, job_nodes
+
+    if distributed.in_launch():
+        return Nodes()
+    t = settings.config.trainer
+    nodes = job_nodes(t.nodes, t.rdzv_endpoint)
+    if nodes.multi and not _is_multirun() and not any(o.startswith("hydra.run.dir=") for o in _hydra_overrides()):
+        raise InputError(f"{nodes.count} nodes need one shared run dir: pass hydra.run.dir=<dir on a shared "
+                         "filesystem> (the same on every node; a timestamped default would differ per node)")
+    enter_node(nodes)
+    if not distributed.is_main_process():
+        distributed.quiet_replica_logging()  # node 0's launcher writes train.log
+    return nodes
+
+
+def _check_run_config(settings: Settings, resolved: dict, run_dir: Path, nproc: int, nodes: int = 1) -> None:
     """Record a fresh run's config in run_config.json, or refuse a resume with another one
     (launch/run_config.py). Ranks that prefexp started skip it: their launcher checked, before them."""
     from .engine import distributed
@@ -107,7 +128,7 @@ def _check_run_config(settings: Settings, resolved: dict, run_dir: Path, nproc: 
     hc = _hydra()
     hydra_dir = Path(hc.runtime.output_dir) / hc.output_subdir if hc and hc.output_subdir else None
     choices = dict(hc.runtime.choices) if hc else {"loss": settings.loss_name}
-    record = run_record(resolved, choices, job_world_size(nproc), hydra_dir)
+    record = run_record(resolved, choices, job_world_size(nproc, nodes), hydra_dir)
     prepare_run_dir(run_dir, record, settings.config.trainer.resume, hydra_dir,
                     writes=distributed.is_main_process())
 
@@ -117,8 +138,12 @@ def _train_here(settings: Settings, resolved: dict, run_dir: Path) -> None:
     from .pipeline import train
     from .tracking import finish_tracking, start_tracking
 
+    from .engine.shared_paths import check_shared_paths
+
     wandb_run = None
     try:
+        c = settings.config  # several nodes: every one sees the run dir (and the cache, unless declared node-local)
+        check_shared_paths(run_dir, Path(c.paths.cache_dir), c.paths.cache_shared)
         wandb_run = start_tracking(settings, resolved, run_dir, _task_overrides(), _sweep_dir())
         train(settings, resolved, run_dir)
     finally:
@@ -127,8 +152,8 @@ def _train_here(settings: Settings, resolved: dict, run_dir: Path) -> None:
             distributed.destroy_process_group()
 
 
-def _spawn(settings: Settings, nproc: int, run_dir: Path) -> None:
-    """trainer.devices=N / DeepSpeed: this process only starts the ranks and waits for them."""
+def _spawn(settings: Settings, nproc: int, run_dir: Path, nodes) -> None:
+    """trainer.devices=N / DeepSpeed / several nodes: this process only starts its node's ranks and waits."""
     from .launch.ranks import spawn_ranks
     from .tracking import tracking_group
 
@@ -139,22 +164,44 @@ def _spawn(settings: Settings, nproc: int, run_dir: Path) -> None:
     config_name = (_hydra().job.config_name if _hydra() else None) or "train"
     try:
         signum = spawn_ranks(nproc, _task_overrides(), run_dir, config_name,
-                             env={"WANDB_RUN_GROUP": group} if group else None)  # ranks run outside the multirun
-    except RuntimeError:
-        from .engine.checkpoints import EXIT_WRITE_FAILED
-        from .engine.nonfinite import EXIT_NONFINITE
-        from .launch.ranks import rank_error_line
-
-        # a rank stopped with one of the documented errors: say it once, with its exit code
-        for prefix, code in (("error: non-finite", EXIT_NONFINITE), ("error: could not write", EXIT_WRITE_FAILED)):
-            line = rank_error_line(run_dir, prefix)
-            if line is not None and not _is_multirun():
-                print(line, file=sys.stderr, flush=True)
-                sys.exit(code)
-        raise
+                             env={"WANDB_RUN_GROUP": group} if group else None,  # ranks run outside the multirun
+                             nodes=nodes)
+    except RuntimeError as exc:
+        if _is_multirun():
+            raise  # the sweep records it in the job's FAILED
+        _exit_on_rank_failure(exc, run_dir, nodes)
     if signum is not None:
         checkpoint = newest_complete_checkpoint(run_dir / "checkpoints")
         raise Preempted(signum, int(checkpoint.name.split("-")[1]) if checkpoint else 0, checkpoint and str(checkpoint))
+
+
+def _exit_on_rank_failure(exc: RuntimeError, run_dir: Path, nodes) -> None:
+    """A rank failed: one line and an exit code. A rank's documented error (non-finite, a failed
+    write, bad input) is repeated with its code; anything else (a crash, a killed rank, a lost node)
+    ends in exit 1 naming the rank logs and how to resume from the newest complete checkpoint."""
+    from .engine.checkpoints import EXIT_WRITE_FAILED, newest_complete_checkpoint
+    from .engine.nonfinite import EXIT_NONFINITE
+    from .launch.ranks import rank_error_line
+
+    for prefix, code in (("error: non-finite", EXIT_NONFINITE), ("error: could not write", EXIT_WRITE_FAILED),
+                         ("error: ", 2)):
+        line = rank_error_line(run_dir, prefix)
+        if line is not None:
+            print(line, file=sys.stderr, flush=True)
+            sys.exit(code)
+    checkpoint = newest_complete_checkpoint(run_dir / "checkpoints")
+    where = f" on each of the {nodes.count} nodes (NODE_RANK as before)" if nodes.multi else ""
+    resume = (f"resume from {checkpoint.name} with{where}: {_resume_command(run_dir)}" if checkpoint
+              else "no checkpoint was complete yet")
+    print_error(f"{str(exc).splitlines()[0]}; {resume}")
+    sys.exit(1)
+
+
+def _resume_command(run_dir: Path) -> str:
+    import shlex
+
+    return shlex.join([sys.executable, "-m", "prefexp.train",
+                       *[o for o in _task_overrides() if not o.startswith("hydra.run.dir=")], f"hydra.run.dir={run_dir}"])
 
 
 def _hold_run_dir(run_dir: Path):
@@ -172,8 +219,6 @@ def _hold_run_dir(run_dir: Path):
 def _stops_exit(run_dir: Path):
     """A signal (checkpoint saved), the non-finite guard or a failed checkpoint write ends the job in one
     line and its exit code."""
-    import shlex
-
     from .engine import distributed
     from .engine.checkpoints import CheckpointWriteError
     from .engine.nonfinite import NonFiniteStop
@@ -183,10 +228,8 @@ def _stops_exit(run_dir: Path):
         yield
     except Preempted as exc:
         if distributed.is_main_process() and not (os.environ.get("PREFEXP_SPAWNED") and distributed.in_launch()):
-            command = shlex.join([sys.executable, "-m", "prefexp.train",
-                                  *[o for o in _task_overrides() if not o.startswith("hydra.run.dir=")],
-                                  f"hydra.run.dir={run_dir}"])
-            print(f"stopped: {exc.args[0].split(';')[0]}; resume with: {command}", file=sys.stderr, flush=True)
+            print(f"stopped: {exc.args[0].split(';')[0]}; resume with: {_resume_command(run_dir)}", file=sys.stderr,
+                  flush=True)
         sys.exit(exc.exit_code)
     except (NonFiniteStop, CheckpointWriteError) as exc:
         if distributed.is_main_process() or os.environ.get("PREFEXP_SPAWNED"):  # the launcher repeats one rank's
@@ -222,6 +265,10 @@ def _is_multirun() -> bool:
 
 def _task_overrides() -> list[str]:
     return list(_hydra().overrides.task) if _hydra() else []
+
+
+def _hydra_overrides() -> list[str]:
+    return list(_hydra().overrides.hydra) if _hydra() else []
 
 
 def _sweep_dir() -> str | None:

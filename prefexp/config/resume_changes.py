@@ -16,6 +16,7 @@ change neither the data, the model, the loss nor the optimizer's arithmetic up t
 * ``trainer.eval_steps``, ``trainer.eval_batch_size``, ``trainer.generation_steps``,
   ``trainer.generation_prompts``, ``trainer.generation_max_new_tokens``: evaluation during training
   (no-grad, greedy). Which pairs are held out is ``dataset.eval_fraction`` / ``eval_split``: checked.
+* ``trainer.rdzv_endpoint``: where node 0 listens (a resubmitted job may land on other hosts).
 * ``logger.*``: W&B settings (mode, project, name, tags, objective).
 * ``evaluate``, ``evaluate_overrides``: benchmarks run on the final checkpoint, after training.
 * ``paths.*`` and ``dataset.sandbox.cache_dir`` (an interpolation of ``paths.cache_dir``): where the
@@ -23,7 +24,7 @@ change neither the data, the model, the loss nor the optimizer's arithmetic up t
 * ``reward_model.score_batch_size``, ``reward_model.logging_steps``, ``reward_model.build_if_missing``:
   the reward model's settings that are not in its cache key (``prefexp.reward.hparams.NOT_IN_KEY``).
 
-Deliberately checked: ``trainer.devices`` is compared as the world size it gives (a change of rank
+Deliberately checked: ``trainer.devices`` (with ``trainer.nodes``) is compared as the world size it gives (a change of rank
 count changes which pairs each rank sees, hence the data order; ``1`` vs ``auto`` on a 1-GPU node is
 the same run), ``dry_run``, ``trainer.num_threads`` / ``tf32`` / ``torch_compile`` / ``precision``
 (they change the arithmetic, so a resumed run would no longer match an uninterrupted one), and every
@@ -43,7 +44,7 @@ MAY_CHANGE_ON_RESUME = (
     "trainer.max_steps", "trainer.num_epochs", "trainer.resume",
     "trainer.logging_steps", "trainer.save_steps", "trainer.save_total_limit",
     "trainer.eval_steps", "trainer.eval_batch_size", "trainer.generation_steps", "trainer.generation_prompts",
-    "trainer.generation_max_new_tokens",
+    "trainer.generation_max_new_tokens", "trainer.rdzv_endpoint",
     "logger", "evaluate", "evaluate_overrides", "paths", "dataset.sandbox.cache_dir",
     "reward_model.score_batch_size", "reward_model.logging_steps", "reward_model.build_if_missing",
 )
@@ -76,6 +77,7 @@ def _flat(tree: Any, prefix: str = "") -> Iterator[tuple[str, Any]]:
 
 def _comparable(record: dict) -> dict[str, Any]:
     flat = dict(_flat(record.get("config") or {}))
+    flat.pop("trainer.nodes", None)  # part of the world size below: 2 nodes x 1 rank resume as 1 node x 2
     if "world_size" in record:  # the devices as ranks: "auto" and 1 on a 1-GPU node are the same run
         n = record["world_size"]
         flat[WORLD_SIZE_KEY] = f"{n} rank" if n == 1 else f"{n} ranks"

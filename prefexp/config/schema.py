@@ -196,6 +196,12 @@ class TrainerConfig:
     generation_max_new_tokens: int = 64
     # --- scaling (prefexp.launch.ranks): ranks to start on this node; "auto" = every CUDA GPU (1 on CPU).
     devices: Any = 1
+    # nodes of the job (prefexp.launch.nodes): > 1 starts trainer.devices ranks on each node, joined by
+    # torchrun's static rendezvous at rdzv_endpoint (host:port of node 0, reachable from every node);
+    # each node's launch sets NODE_RANK=0..nodes-1. Under SLURM (hydra.launcher.nodes) all three come
+    # from the allocation (SLURM_NNODES, SLURM_NODEID, the first host : PREFEXP_RDZV_PORT or 29400).
+    nodes: int = 1
+    rdzv_endpoint: Optional[str] = None
     # TF32 matmuls / cuDNN convolutions (TrainingArguments.tf32) on Ampere+ GPUs: null = torch's
     # default, true = on (skipped with a log line without such a GPU), false = off
     tf32: Optional[bool] = None
@@ -312,6 +318,9 @@ class PathsConfig:
     root_dir: str = MISSING
     cache_dir: str = MISSING
     run_dir: Optional[str] = MISSING  # null only under `--cfg job --resolve`: Hydra picks the run dir when the job runs
+    # Several nodes: true = cache_dir is one filesystem every node sees (checked at the start: an error if
+    # not); false = a node-local scratch path, where each node builds and reads its own cache entries.
+    cache_shared: bool = True
 
 
 @dataclass

@@ -113,6 +113,13 @@ def _check_scaling(c: TrainConfig, errors: list[str]) -> None:
     d = c.trainer.devices
     if not (d == "auto" or (isinstance(d, int) and not isinstance(d, bool) and d >= 1)):
         errors.append(f"trainer.devices={d!r} must be an integer >= 1 or 'auto' (every CUDA GPU, 1 on CPU)")
+    if c.trainer.nodes < 1:
+        errors.append(f"trainer.nodes={c.trainer.nodes} must be >= 1")
+    endpoint = c.trainer.rdzv_endpoint
+    if endpoint is not None and not (endpoint.count(":") == 1 and endpoint.split(":")[1].isdigit()
+                                     and endpoint.split(":")[0]):
+        errors.append(f"trainer.rdzv_endpoint={endpoint!r} must be host:port (node 0's address and a free port), "
+                      "e.g. trainer.rdzv_endpoint=node001:29400")
     if not c.deepspeed.enabled:
         return
     ds, t = c.deepspeed.config, c.trainer

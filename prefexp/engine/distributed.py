@@ -40,9 +40,38 @@ def world_size() -> int:
     return int(os.environ.get("WORLD_SIZE", "1"))
 
 
+def node_rank() -> int:
+    """This process's node of the job: torchrun's GROUP_RANK in a rank, else the launcher's node
+    (prefexp.launch.nodes.enter_node; 0 on one node)."""
+    if in_launch():
+        return int(os.environ.get("GROUP_RANK", "0"))
+    return int(os.environ.get("PREFEXP_NODE_RANK", "0"))
+
+
+def spans_nodes() -> bool:
+    """A rank of a job whose ranks are not all on this node."""
+    return in_launch() and int(os.environ.get("LOCAL_WORLD_SIZE", world_size())) < world_size()
+
+
 def is_main_process() -> bool:
-    """Rank 0 of the job: the only writer of logs, plans, checkpoints and manifests."""
-    return rank() == 0
+    """Rank 0 of the job (in a launcher: node 0's launcher): the only writer of logs, plans,
+    checkpoints and manifests."""
+    return rank() == 0 and node_rank() == 0
+
+
+# Who writes cache entries (paths.cache_dir): rank 0 of the job, or with a node-local cache dir
+# (paths.cache_shared=false on several nodes; prefexp.engine.shared_paths) each node's local rank 0.
+_node_local_cache = False
+
+
+def set_node_local_cache(node_local: bool) -> None:
+    global _node_local_cache
+    _node_local_cache = node_local
+
+
+def writes_cache() -> bool:
+    """This rank writes missing cache entries (the others read them after :func:`cache_writers_first`)."""
+    return local_rank() == 0 if _node_local_cache else is_main_process()
 
 
 def in_launch() -> bool:
@@ -115,6 +144,20 @@ def main_process_first():
             barrier()
 
 
+@contextmanager
+def cache_writers_first():
+    """The cache writers (:func:`writes_cache`) run the block first, e.g. build a missing sandbox
+    model or token entry; then the other ranks, who find it in the cache dir they see."""
+    grouped = init_process_group()
+    if grouped and not writes_cache():
+        barrier()
+    try:
+        yield
+    finally:
+        if grouped and writes_cache():
+            barrier()
+
+
 def quiet_replica_logging() -> None:
     """Ranks > 0: warnings and errors to the console only; the run dir's train.log is rank 0's."""
     root = logging.getLogger()
@@ -156,7 +199,7 @@ def shared_reference_logps(model_loader: Callable, model_dir: str, examples: Seq
         cached = read_reference_logps(path, examples) if path.exists() else None
     except CacheCorrupt as err:  # every rank sees the same file; rank 0 moves it aside below
         problem = str(err)
-    if all(_gathered(cached is not None)):
+    if all(gathered(cached is not None)):
         log.info("reference log-probs: cache hit %s", path)
         return cached
 
@@ -173,8 +216,8 @@ def shared_reference_logps(model_loader: Callable, model_dir: str, examples: Seq
             del model
         if device.type == "cuda":
             torch.cuda.empty_cache()
-    merged = {int(k): tuple(v) for part in _gathered(values) for k, v in part.items()}
-    if is_main_process():
+    merged = {int(k): tuple(v) for part in gathered(values) for k, v in part.items()}
+    if writes_cache():  # rank 0, or every node's local rank 0 with a node-local cache dir
         if problem and path.exists():
             quarantine(path, problem, "reference log-probs")
         tmp = temp_path(path)  # never half a cache: written aside, renamed into place
@@ -195,7 +238,7 @@ def _join_for_reference(zero3: bool) -> None:
         deepspeed.init_distributed(auto_mpi_discovery=False, timeout=PROCESS_GROUP_TIMEOUT)
 
 
-def _gathered(obj) -> list:
+def gathered(obj) -> list:
     """``obj`` of every rank (a one-item list without a process group)."""
     import torch.distributed as dist
 

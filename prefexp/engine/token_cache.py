@@ -43,7 +43,7 @@ import numpy as np
 from ..cachefs import (BuildLock, CacheCorrupt, build_folder_once, done_marker_complete, lock_path, quarantine,
                        verify_folder)
 from ..data.records import PreferencePair
-from .distributed import is_main_process, rank
+from .distributed import rank, writes_cache
 from .groups import group_response_ids
 from .token_table import TokenTable
 from .tokenize import TruncationStats, log_truncation, tokenize_pairs_quietly
@@ -141,7 +141,7 @@ def cached_tokens(pairs: Sequence[PreferencePair], tokenizer, max_length: int, m
         log.info("token cache off: %s has no fast (tokenizers) backend to fingerprint; tokenising %d pairs",
                  type(tokenizer).__name__, len(pairs))
         table, summary = _tokenise(*args)
-    elif is_main_process():
+    elif writes_cache():
         table, summary = _main_process_entry(final, *args)
     else:
         table, summary = _replica_entry(final, *args)

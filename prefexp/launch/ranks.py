@@ -7,7 +7,7 @@ launcher. Its Hydra job composes and validates the config, creates the one run d
 hydra.output_subdir=null``. Every rank therefore sees the same config and the same run dir (no
 per-rank timestamp), and only rank 0 writes. A DeepSpeed run is always started this way, even with
 one device (DeepSpeed needs a launcher's env). Under SLURM with several nodes the same command
-joins a c10d rendezvous on the first node. Inside a rank (``RANK``/``WORLD_SIZE`` set by torchrun,
+joins a static rendezvous on the first node (prefexp.launch.nodes). Inside a rank (``RANK``/``WORLD_SIZE`` set by torchrun,
 ``deepspeed`` or the above) nothing is re-launched.
 """
 from __future__ import annotations
@@ -19,6 +19,8 @@ import subprocess
 import sys
 from pathlib import Path
 from typing import Any, Sequence
+
+from .nodes import Nodes, torchrun_node_args
 
 log = logging.getLogger(__name__)
 
@@ -62,14 +64,14 @@ def resolve_devices(devices: Any) -> int:
     return n
 
 
-def ranks_to_spawn(devices: Any, deepspeed: bool, dry_run: bool) -> int:
-    """How many ranks this process must start (0: run the job in this process)."""
+def ranks_to_spawn(devices: Any, deepspeed: bool, dry_run: bool, nodes: Nodes = Nodes()) -> int:
+    """How many ranks this process must start on its node (0: run the job in this process)."""
     from ..engine.distributed import in_launch
 
     if in_launch() or dry_run:
         return 0
     n = resolve_devices(devices)
-    return n if (n > 1 or deepspeed) else 0
+    return n if (n > 1 or deepspeed or nodes.multi) else 0
 
 
 def shared_run_dir_problem(argv: Sequence[str]) -> str | None:
@@ -88,39 +90,17 @@ def forwarded_overrides(task_overrides: Sequence[str]) -> list[str]:
     return [o for o in task_overrides if not o.startswith(_NOT_FORWARDED)]
 
 
-def slurm_rendezvous() -> dict | None:
-    """nnodes / node rank / endpoint of a multi-node SLURM allocation (None on one node)."""
-    nnodes = int(os.environ.get("SLURM_NNODES", os.environ.get("SLURM_JOB_NUM_NODES", "1")))
-    if nnodes <= 1:
-        return None
-    try:
-        import submitit
-
-        first = submitit.JobEnvironment().hostnames[0]
-    except Exception:  # noqa: BLE001 - not a submitit job: ask SLURM
-        out = subprocess.run(["scontrol", "show", "hostnames", os.environ["SLURM_JOB_NODELIST"]],
-                             capture_output=True, text=True, check=True)
-        first = out.stdout.split()[0]
-    return {"nnodes": nnodes, "node_rank": int(os.environ.get("SLURM_NODEID", "0")),
-            "endpoint": f"{first}:{os.environ.get('PREFEXP_RDZV_PORT', '29400')}",
-            "id": os.environ.get("SLURM_JOB_ID", "prefexp")}
-
-
 def torchrun_command(nproc: int, overrides: Sequence[str], run_dir: Path, config_name: str = "train",
-                     rendezvous: dict | None = None, capture_logs: bool = True) -> list[str]:
-    """The command line that starts ``nproc`` ranks of ``python -m prefexp.train`` in ``run_dir``.
+                     nodes: Nodes = Nodes(), capture_logs: bool = True) -> list[str]:
+    """The command line that starts ``nproc`` ranks of ``python -m prefexp.train`` in ``run_dir`` on
+    this node of ``nodes`` (prefexp.launch.nodes).
 
     capture_logs: torchrun keeps a copy of every rank's stdout/stderr under ``<run dir>/.launch``
-    (still shown on the console; what FAILED quotes). Off on a terminal, where the ranks then
-    inherit it and rank 0 shows the Trainer's live progress bar."""
-    cmd = [sys.executable, "-m", "torch.distributed.run", f"--nproc-per-node={nproc}"]
-    if rendezvous is None:
-        cmd.append("--standalone")  # c10d store on a free port: concurrent launches never clash
-    else:
-        cmd += [f"--nnodes={rendezvous['nnodes']}", f"--node-rank={rendezvous['node_rank']}", "--rdzv-backend=c10d",
-                f"--rdzv-endpoint={rendezvous['endpoint']}", f"--rdzv-id={rendezvous['id']}"]
+    (``.launch/node-K`` on several nodes; still shown on the console; what FAILED quotes). Off on a
+    terminal, where the ranks then inherit it and rank 0 shows the Trainer's live progress bar."""
+    cmd = [sys.executable, "-m", "torch.distributed.run", f"--nproc-per-node={nproc}", *torchrun_node_args(nodes)]
     if capture_logs:
-        cmd += [f"--log-dir={run_dir / '.launch'}", "--tee=3"]
+        cmd += [f"--log-dir={launch_log_dir(run_dir, nodes)}", "--tee=3"]
     cmd += ["-m", "prefexp.train"]
     if config_name != "train":
         cmd += ["--config-name", config_name]
@@ -141,17 +121,21 @@ def hydra_quote(value: str) -> str:
 FORWARDED_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
 
 
+def launch_log_dir(run_dir: Path, nodes: Nodes) -> Path:
+    return run_dir / ".launch" / f"node-{nodes.rank}" if nodes.multi else run_dir / ".launch"
+
+
 def spawn_ranks(nproc: int, overrides: Sequence[str], run_dir: Path, config_name: str = "train",
-                env: dict[str, str] | None = None) -> int | None:
+                env: dict[str, str] | None = None, nodes: Nodes = Nodes()) -> int | None:
     """Start the ranks (``env`` added to theirs) and wait. Returns the signal number when the
     launcher was signalled (the ranks then saved their step and stopped: engine/preemption.py),
     else None; raises RuntimeError naming the rank logs if any rank failed otherwise.
 
     No rank outlives the launcher: SIGTERM / SIGINT / SIGHUP to it are forwarded to torchrun, and
     torchrun gets SIGTERM from the kernel if the launcher dies without a word (SIGKILL, OOM)."""
-    cmd = torchrun_command(nproc, overrides, run_dir, config_name, slurm_rendezvous(),
-                           capture_logs=not sys.stderr.isatty())
-    log.info("launching %d rank(s) in %s: %s", nproc, run_dir, " ".join(cmd[1:]))
+    cmd = torchrun_command(nproc, overrides, run_dir, config_name, nodes, capture_logs=not sys.stderr.isatty())
+    where = f" on node {nodes.rank} of {nodes.count}" if nodes.multi else ""
+    log.info("launching %d rank(s)%s in %s: %s", nproc, where, run_dir, " ".join(cmd[1:]))
     env = {**os.environ, **(env or {}), "PREFEXP_SPAWNED": "1"}  # the launching process evaluates, not rank 0
     for key in ("RANK", "LOCAL_RANK", "WORLD_SIZE", "LOCAL_WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT"):
         env.pop(key, None)
@@ -175,8 +159,9 @@ def spawn_ranks(nproc: int, overrides: Sequence[str], run_dir: Path, config_name
     if received:
         return received[0]
     if rc != 0:
-        raise RuntimeError(f"{nproc} rank(s) exited with code {rc}; per-rank logs: {run_dir / '.launch'}\n"
-                           + rank_log_tail(run_dir))
+        where = f" on node {nodes.rank} of {nodes.count}" if nodes.multi else ""
+        raise RuntimeError(f"{nproc} rank(s){where} exited with code {rc}; per-rank logs: "
+                           f"{launch_log_dir(run_dir, nodes)}\n" + rank_log_tail(run_dir))
     return None
 
 

@@ -63,14 +63,13 @@ def run_record(resolved: dict, choices: dict, world_size: int, hydra_dir: Option
     return json.loads(json.dumps(_redacted(record), default=str))
 
 
-def job_world_size(nproc: int) -> int:
+def job_world_size(nproc: int, nodes: int = 1) -> int:
     """Ranks of the whole job: the launcher's (torchrun, deepspeed) inside a rank, else the ranks this
-    process starts (``nproc``, 0 = none: 1) on each node of a SLURM allocation."""
+    process starts (``nproc``, 0 = none: 1) on each of the job's ``nodes`` (prefexp.launch.nodes)."""
     from ..engine import distributed
 
     if distributed.in_launch():
         return distributed.world_size()
-    nodes = int(os.environ.get("SLURM_NNODES", os.environ.get("SLURM_JOB_NUM_NODES", "1")))
     return nproc * nodes if nproc else 1
 
 

@@ -110,7 +110,8 @@ def refusal_before_hydra(argv: list[str]) -> str | None:
     before Hydra starts: Hydra would otherwise first rewrite the live run's ``D/.hydra/``. (Without
     an explicit dir Hydra picks a new timestamped one, which nobody holds.) None: go ahead; the
     lock itself is taken later, in the job (this check alone would race)."""
-    if os.environ.get("PREFEXP_SPAWNED") or os.environ.get("RANK", "0") != "0" or "-m" in argv or "--multirun" in argv:
+    if (os.environ.get("PREFEXP_SPAWNED") or os.environ.get("RANK", "0") != "0" or "-m" in argv or "--multirun" in argv
+            or os.environ.get("NODE_RANK", "0") != "0" or os.environ.get("SLURM_NODEID", "0") != "0"):  # node 0 locks
         return None
     values = [a.split("=", 1)[1] for a in argv if a.startswith("hydra.run.dir=")]
     if not values:

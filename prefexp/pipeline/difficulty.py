@@ -37,12 +37,12 @@ def score_difficulty(settings: Settings, data: PairData, model: ModelSource) -> 
 
 def reward_model_margins(settings: Settings, data: PairData, model: ModelSource) -> dict[int, float]:
     """MADPO's m / the reward_model metric: built (or read from the cache) by ``prefexp.reward``."""
-    from ..engine.distributed import main_process_first
+    from ..engine.distributed import cache_writers_first
     from ..reward import reward_command, reward_margins
 
     c = settings.config
     command = reward_command(c.model, c.dataset, c.reward_model, c.paths.cache_dir)
-    with main_process_first():  # rank 0 trains and scores, the others read the cache
+    with cache_writers_first():  # rank 0 (or each node's) trains and scores, the others read the cache
         return reward_margins(model.path, c.reward_model, data.pairs, model.tokenizer, c.dataset.max_length,
                               c.dataset.max_prompt_length, Path(c.paths.cache_dir), c.reward_model.build_if_missing,
                               command=command, trust_remote_code=c.model.trust_remote_code)

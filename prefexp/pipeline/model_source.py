@@ -35,12 +35,12 @@ class ModelSource:
         import torch
         from transformers import set_seed
 
-        from ..engine.distributed import main_process_first
+        from ..engine.distributed import cache_writers_first
 
         if self.config.trainer.num_threads is not None:
             torch.set_num_threads(self.config.trainer.num_threads)
         set_seed(self.config.seed)
-        with main_process_first():  # one rank builds a missing sandbox model, the others reuse it
+        with cache_writers_first():  # one rank (per node, on a node-local cache) builds a missing sandbox model
             path = resolve_model_path(self.config)
         # a local folder as an absolute path: adapter checkpoints name their base by this string
         return str(Path(path).resolve()) if Path(path).is_dir() else path

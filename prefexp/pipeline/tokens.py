@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Optional
 
 from ..config.schema import TrainConfig
-from ..engine.distributed import is_main_process, main_process_first
+from ..engine.distributed import cache_writers_first, is_main_process
 from ..engine.groups import attach_groups
 from ..engine.token_cache import cached_tokens
 from .load import PairData
@@ -33,7 +33,7 @@ def tokenise(c: TrainConfig, data: PairData, model: ModelSource, run_dir: Option
     the truncation counts go to ``tokenization_summary.json`` there (the same on a cache hit)."""
     d = c.dataset
     tokenizer = model.tokenizer  # resolved before the block: resolving it has a rank barrier of its own
-    with main_process_first():  # rank 0 writes a missing cache entry; the other ranks then read it
+    with cache_writers_first():  # rank 0 (each node's, on a node-local cache) writes a missing entry; the others read it
         tokens = cached_tokens(data.pairs, tokenizer, d.max_length, d.max_prompt_length, data.use_groups,
                                Path(c.paths.cache_dir))
     if run_dir is not None and is_main_process():

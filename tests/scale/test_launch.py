@@ -41,9 +41,9 @@ def test_torchrun_command_shares_one_run_dir(monkeypatch):
     assert cmd[:5] == [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node=4", "--standalone"]
     tail = cmd[cmd.index("prefexp.train") + 1:]
     assert tail == ["tau=0.5", "trainer.devices=4", "hydra.run.dir='/runs/x'", "hydra.output_subdir=null"]
-    multi = launch.torchrun_command(8, [], Path("/r"), rendezvous={"nnodes": 2, "node_rank": 1, "endpoint": "n1:29400",
-                                                                  "id": "77"})
-    assert "--nnodes=2" in multi and "--rdzv-endpoint=n1:29400" in multi and "--standalone" not in multi
+    multi = launch.torchrun_command(8, [], Path("/r"), nodes=launch.Nodes(2, 1, "n1", 29400))
+    assert multi[4:8] == ["--nnodes=2", "--node-rank=1", "--master-addr=n1", "--master-port=29400"]
+    assert "--standalone" not in multi and "--log-dir=/r/.launch/node-1" in multi  # one log dir per node
     assert "--log-dir=/runs/x/.launch" in cmd
     assert not any(a.startswith("--log-dir") for a in launch.torchrun_command(2, [], Path("/r"), capture_logs=False))
 
