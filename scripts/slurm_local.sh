@@ -20,6 +20,9 @@ set -euo pipefail
 DIR=${PREFEXP_SLURM_DIR:-/tmp/prefexp-slurm}
 CPUS=${PREFEXP_SLURM_CPUS:-2}
 BASE=${PREFEXP_SLURM_PORT_BASE:-6817}
+# PREFEXP_SLURM_NODES=2: two nodes on this host, prefexp-local1 on 127.0.0.1 and prefexp-local2 on
+# 127.0.0.2, one slurmd each (slurmd -N; ports base+11, base+12), CPUS split between them.
+NODES=${PREFEXP_SLURM_NODES:-1}
 NODE=prefexp-local
 PARTITION=local
 DB_PORT=$((BASE + 3))
@@ -43,6 +46,27 @@ install_if_missing() {
     || die "apt-get install $PACKAGES failed; see $DIR/log/apt.log"
 }
 
+node_names() {
+  if [[ $NODES == 1 ]]; then echo $NODE; else for i in $(seq "$NODES"); do echo "$NODE$i"; done; fi
+}
+
+node_lines() {  # mem_mb
+  if [[ $NODES == 1 ]]; then
+    echo "NodeName=$NODE NodeHostname=$(hostname) NodeAddr=127.0.0.1 CPUs=$CPUS RealMemory=$1 State=UNKNOWN"
+    return
+  fi
+  for i in $(seq "$NODES"); do
+    echo "NodeName=$NODE$i NodeHostname=$(hostname) NodeAddr=127.0.0.$i Port=$((BASE + 10 + i)) CPUs=$((CPUS / NODES)) RealMemory=$(($1 / NODES)) State=UNKNOWN"
+  done
+}
+
+resolvable_node_names() {  # several nodes: SLURM names node 0's host as "prefexp-local1"; resolve it here
+  [[ $NODES == 1 ]] && return
+  for i in $(seq "$NODES"); do
+    getent hosts "$NODE$i" >/dev/null || echo "127.0.0.$i $NODE$i  # scripts/slurm_local.sh" >>/etc/hosts
+  done
+}
+
 write_configs() {
   local mem_mb
   mem_mb=$(awk '/MemTotal/ {print int($2 / 1024 * 0.8)}' /proc/meminfo)
@@ -59,9 +83,9 @@ CredType=cred/munge
 StateSaveLocation=$DIR/state
 SlurmdSpoolDir=$DIR/spool/%n
 SlurmctldPidFile=$DIR/run/slurmctld.pid
-SlurmdPidFile=$DIR/run/slurmd.pid
+SlurmdPidFile=$DIR/run/slurmd-%n.pid
 SlurmctldLogFile=$DIR/log/slurmctld.log
-SlurmdLogFile=$DIR/log/slurmd.log
+SlurmdLogFile=$DIR/log/slurmd-%n.log
 ProctrackType=proctrack/linuxproc
 TaskPlugin=task/none
 MpiDefault=none
@@ -74,8 +98,8 @@ AccountingStorageHost=127.0.0.1
 AccountingStoragePort=$((BASE + 2))
 JobAcctGatherType=jobacct_gather/none
 JobCompType=jobcomp/none
-NodeName=$NODE NodeHostname=$(hostname) NodeAddr=127.0.0.1 CPUs=$CPUS RealMemory=$mem_mb State=UNKNOWN
-PartitionName=$PARTITION Nodes=$NODE Default=YES MaxTime=INFINITE State=UP
+$(node_lines "$mem_mb")
+PartitionName=$PARTITION Nodes=$(node_names | paste -sd,) Default=YES MaxTime=INFINITE State=UP
 EOF
   cat >"$DIR/etc/slurmdbd.conf" <<EOF
 DbdHost=localhost
@@ -134,36 +158,39 @@ start_daemon() {  # name, pid file, command...
   die "$name did not start; see $DIR/log/$name.log"
 }
 
-wait_for_node() {
+wait_for_node() {  # name
   for _ in $(seq 300); do
     local state
-    state=$(sinfo -h -n $NODE -o %T 2>/dev/null || true)
+    state=$(sinfo -h -n "$1" -o %T 2>/dev/null || true)
     case $state in
       idle*|mixed*|allocated*) return ;;
-      down*|drain*) scontrol update nodename=$NODE state=resume >/dev/null 2>&1 || true ;;
+      down*|drain*) scontrol update nodename="$1" state=resume >/dev/null 2>&1 || true ;;
     esac
     sleep 0.2
   done
-  die "node $NODE did not come up (sinfo: ${state:-no answer}); see $DIR/log/slurmctld.log and slurmd.log"
+  die "node $1 did not come up (sinfo: ${state:-no answer}); see $DIR/log/slurmctld.log and slurmd-$1.log"
 }
 
 start() {
   mkdir -p "$DIR"/{etc,state,spool,run,log}
   install_if_missing
   write_configs
+  resolvable_node_names
   start_munge
   start_mariadb
   start_daemon slurmdbd "$DIR/run/slurmdbd.pid" slurmdbd
   for _ in $(seq 100); do sacctmgr -n list cluster >/dev/null 2>&1 && break; sleep 0.2; done
   sacctmgr -i add cluster prefexp-local >/dev/null 2>&1 || true  # registered once; later starts find it
   start_daemon slurmctld "$DIR/run/slurmctld.pid" slurmctld -f "$SLURM_CONF"
-  start_daemon slurmd "$DIR/run/slurmd.pid" slurmd -f "$SLURM_CONF" -N $NODE
-  wait_for_node
-  log "up: node $NODE ($CPUS CPUs), partition $PARTITION; in your shell: export SLURM_CONF=$SLURM_CONF"
+  for name in $(node_names); do
+    start_daemon slurmd "$DIR/run/slurmd-$name.pid" slurmd -f "$SLURM_CONF" -N "$name"
+  done
+  for name in $(node_names); do wait_for_node "$name"; done
+  log "up: node(s) $(node_names | paste -sd' ') ($CPUS CPUs), partition $PARTITION; in your shell: export SLURM_CONF=$SLURM_CONF"
 }
 
 stop() {
-  for name in slurmd slurmctld slurmdbd mariadb munged; do
+  for name in $(node_names | sed 's/^/slurmd-/') slurmctld slurmdbd mariadb munged; do
     local pid=$DIR/run/$name.pid
     if alive "$pid"; then
       kill "$(cat "$pid")"
@@ -177,7 +204,7 @@ stop() {
 
 status() {
   local ok=0
-  for name in slurmctld slurmd slurmdbd mariadb; do
+  for name in slurmctld $(node_names | sed 's/^/slurmd-/') slurmdbd mariadb; do
     alive "$DIR/run/$name.pid" && echo "$name: running (pid $(cat "$DIR/run/$name.pid"))" || { echo "$name: stopped"; ok=1; }
   done
   [[ $ok == 0 ]] && sinfo && squeue

@@ -134,3 +134,43 @@ def test_two_job_sweep_scancel_fails_one_and_resubmission_resumes_it(tiny, tmp_p
     assert set(sacct_states(env, resubmitted).values()) == {"COMPLETED@prefexp-local"}
     print(f"\nSLURM: array {array_id} ({job0} cancelled after checkpoint-{SAVE}), resubmitted as {resubmitted}: "
           "both jobs ok, job 0 resumed")
+
+
+@pytest.fixture(scope="module")
+def two_node_slurm_env() -> dict:
+    """scripts/slurm_local.sh with PREFEXP_SLURM_NODES=2: two slurmd on this host (prefexp-local1 on
+    127.0.0.1, prefexp-local2 on 127.0.0.2), 1 CPU each, beside the one-node cluster (own dir, ports)."""
+    if shutil.which("sbatch") is None and os.geteuid() != 0:
+        pytest.skip("SLURM is not installed and this is not root (scripts/slurm_local.sh installs it as root)")
+    cluster = {"PREFEXP_SLURM_NODES": "2", "PREFEXP_SLURM_DIR": "/tmp/prefexp-slurm2", "PREFEXP_SLURM_PORT_BASE": "6917"}
+    env = {**os.environ, **cluster}
+    start = subprocess.run(["bash", str(SCRIPT), "start"], capture_output=True, text=True, timeout=900, env=env)
+    assert start.returncode == 0, start.stderr
+    conf = subprocess.run(["bash", str(SCRIPT), "env"], capture_output=True, text=True, env=env).stdout
+    overrides = subprocess.run(["bash", str(SCRIPT), "overrides"], capture_output=True, text=True, env=env).stdout
+    return {"SLURM_CONF": conf.split("=", 1)[1].strip(), "PYTHONPATH": str(REPO), "OVERRIDES": overrides.strip()}
+
+
+@pytest.mark.slow
+def test_a_two_node_slurm_job_trains_once_over_both_nodes(tiny, tmp_path, two_node_slurm_env):
+    """hydra.launcher.nodes=2: one task per node, each a launcher of one rank; node 0's task (on
+    prefexp-local1, the rendezvous host) records, writes train.log and the summary reads one ok job."""
+    env = {k: v for k, v in two_node_slurm_env.items() if k != "OVERRIDES"}
+    sweep = tmp_path / "sweep"
+    cache = tmp_path / "cache"
+    proc = run(train_cmd("-m", "hydra/launcher=slurm", *two_node_slurm_env["OVERRIDES"].split(),
+                         "hydra.launcher.nodes=2", "loss=dpo", *tiny, "model.dtype=float32", "deepspeed=zero2",
+                         "trainer.per_device_batch_size=4", "trainer.logging_steps=1", f"paths.cache_dir={cache}",
+                         f"hydra.sweep.dir={sweep}"), timeout=900, env=env)
+    summary, runs = summary_of(sweep)
+    assert (summary["jobs"], summary["ok"]) == (1, 1), proc.stdout[-3000:]
+    job_dir = sweep / runs[0]["dir"]
+    assert [row["step"] for row in map(json.loads, (job_dir / "metrics.jsonl").read_text().splitlines())] == [1, 2]
+    assert json.loads((job_dir / "ds_config.json").read_text())["train_batch_size"] == 8, "2 nodes x 1 rank x 4"
+    log = (job_dir / "train.log").read_text()
+    assert "launching 1 rank(s) on node 0 of 2" in log and "--master-addr=prefexp-local1" in log
+    assert "shared by all 2 nodes" in log
+    rank_logs = sorted(p.relative_to(job_dir / ".launch").parts[0] for p in (job_dir / ".launch").rglob("stderr.log"))
+    assert rank_logs == ["node-0", "node-1"]
+    (job_id,) = [p.name for p in (sweep / ".submitit").iterdir() if p.name.isdigit()]  # one point: not an array
+    assert sacct_states(env, job_id) == {job_id: "COMPLETED@prefexp-local[1-2]"}, "one job over both nodes"
