@@ -22,10 +22,10 @@ from .conftest import REPO, run, train_cmd
 SCRIPT = REPO / "scripts" / "slurm_local.sh"
 
 # Periodic checkpoints every SAVE steps; a job that runs MAX_STEPS = 2 * SAVE - 1 saves only
-# checkpoint-SAVE before its final one, so scancel (SIGTERM, which submitit's job wrapper ignores,
-# then SIGKILL KillWait=10 s later) landing after checkpoint-SAVE never hits a periodic save. The
-# test assumes job 0 cannot run its last SAVE - 1 steps within those ~10 s (here a step takes
-# seconds); if it could, job 0 would finish and the test fails on its status, not silently.
+# checkpoint-SAVE before its final one, so scancel (SIGTERM, on which prefexp saves at the end of
+# the current step, then SIGKILL KillWait=10 s later) landing after checkpoint-SAVE never hits a
+# periodic save. The test assumes job 0 cannot run its last SAVE - 1 steps within those ~10 s (here
+# a step takes seconds); if it could, job 0 would finish and the test fails on its status, not silently.
 SAVE, MAX_STEPS = 40, 79
 
 
@@ -121,13 +121,19 @@ def test_two_job_sweep_scancel_fails_one_and_resubmission_resumes_it(tiny, tmp_p
     assert (job1_dir / "checkpoint" / "manifest.json").exists()
     steps_before = [row["step"] for row in map(json.loads, (job0_dir / "metrics.jsonl").read_text().splitlines())]
     assert SAVE <= max(steps_before) < MAX_STEPS  # cancelled between its checkpoint and its end
+    # scancel's SIGTERM reaches the job: prefexp's preemption handler saves at the end of the step it
+    # is in (engine/preemption.py), before SLURM's SIGKILL; the resume starts from that save
+    from prefexp.engine.checkpoints import newest_complete_checkpoint
+
+    last = newest_complete_checkpoint(job0_dir / "checkpoints")
+    assert last is not None and SAVE <= int(last.name.split("-")[1]) < MAX_STEPS
 
     # Resubmit the same command: job 0 resumes from checkpoint-SAVE and finishes; job 1 is done already.
     proc = run(cmd, timeout=900, env={k: v for k, v in slurm_env.items() if k != "OVERRIDES"})
     summary, runs = summary_of(sweep)
     assert (summary["jobs"], summary["ok"], summary["failed"]) == (2, 2, 0), proc.stdout[-3000:]
     log = (job0_dir / "train.log").read_text()
-    assert f"resuming from {job0_dir / 'checkpoints' / f'checkpoint-{SAVE}'}" in log
+    assert f"resuming from {last}" in log
     assert (job0_dir / "FAILED.previous").read_text().startswith(f"SlurmJobEnded: SLURM job {job0} ended CANCELLED")
     assert (job0_dir / "checkpoint" / "manifest.json").exists() and runs[0]["final_metrics"]["step"] == MAX_STEPS
     (resubmitted,) = {task.split("_")[0] for task in array_tasks(sweep)} - {array_id}
