@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Sequence
 
 from ..config import CONFIG_DIR, PROJECT_ROOT
-from ..config.override_quoting import override
+from ..launch.override_quoting import override
 
 log = logging.getLogger(__name__)
 EVAL_FAILED = "FAILED"  # <run dir>/eval/<benchmark>/FAILED
