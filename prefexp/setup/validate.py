@@ -248,12 +248,11 @@ def _check_loss_and_router(c: TrainConfig, loss: Any, loss_name: str, errors: li
 def _evaluation_errors(c: TrainConfig) -> list[str]:
     """``evaluate``: null becomes the default (the sandbox is judged by its own benchmark, real models
     when asked); every name must be a benchmark."""
-    from ..evaluation.handoff import benchmarks
+    from ..benchmark_registry import unknown_benchmark
 
     if c.evaluate is None:
         c.evaluate = ["sandbox"] if c.model.name_or_path == "sandbox" else []
-    return [f"evaluate: {name!r} is not a benchmark; options: {benchmarks()} (conf/eval/)"
-            for name in c.evaluate if name not in benchmarks()]
+    return [problem for name in c.evaluate if (problem := unknown_benchmark(name, key="evaluate"))]
 
 
 def _dependent_errors(c: TrainConfig, loss: Any) -> list[str]:
