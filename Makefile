@@ -1,5 +1,5 @@
 # prefexp: `make help` lists the targets. Every target sets up .venv first (idempotent).
-.PHONY: help setup run test test-all bench clean
+.PHONY: help setup run test test-unit test-gpu test-all bench clean
 PY := .venv/bin/python
 
 help:  ## list targets
@@ -18,6 +18,12 @@ XDIST := -n 2 --dist loadfile
 
 test: setup  ## the default test suite (< 10 min on 2 CPU cores)
 	$(PY) -m pytest -q $(XDIST)
+
+test-unit: setup  ## the tests that start no process (< 2 min): losses, config, plans, parsers
+	PREFEXP_UNIT_TESTS=1 $(PY) -m pytest -q $(XDIST) -m "not slow and not gpu and not spawns"
+
+test-gpu: setup  ## the CUDA tests (skipped without a GPU; scripts/gpu_check.sh runs them with figures)
+	$(PY) -m pytest -q -m gpu
 
 test-all: setup  ## every test, slow ones included
 	$(PY) -m pytest -q $(XDIST) -m "slow or not slow"

@@ -2,7 +2,7 @@
 name (``mixdpo-tau0.5-s1``), the composed config and tags of what the run uses; its orderly end.
 
 ``loss``, ``seed``, and ``router``, ``curriculum``, ``tau`` only where the run uses them
-(``reporting.axes``), are both tags (``loss:mixdpo``, ``seed:1``, ``tau:0.5``) and config; a DPO
+(``config.axes``), are both tags (``loss:mixdpo``, ``seed:1``, ``tau:0.5``) and config; a DPO
 run carries no ``tau`` and no router it ignores."""
 from __future__ import annotations
 
@@ -12,8 +12,8 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Sequence
 
-from .reporting.naming import run_name, sweep_group
-from .reporting.axes import router_is_used, tau_is_used
+from .config.naming import run_name, sweep_group
+from .config.axes import router_is_used, tau_is_used
 
 log = logging.getLogger(__name__)
 

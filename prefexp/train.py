@@ -25,8 +25,9 @@ import hydra
 from omegaconf import DictConfig, OmegaConf
 
 from .config import CONFIG_DIR
-from .config.preflight import preflight_run_dir
-from .config.validate import ConfigError, Settings, validate
+from .setup.preflight import preflight_run_dir
+from .config.settings import ConfigError, Settings
+from .setup.validate import validate
 from .errors import InputError, print_error
 from .redact import install_log_redaction
 

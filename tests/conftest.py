@@ -16,6 +16,35 @@ os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 
+# `make test-unit` (PREFEXP_UNIT_TESTS=1, -m "not spawns"): the tests of modules that start no
+# process. A module is "spawns" when its text names a way to start one; the guard below makes a
+# unit test that starts one anyway fail, so the text rule cannot silently let one through.
+SPAWNS = ("subprocess", "sys.executable", "Popen", "multiprocessing", "run_train(", "train_cmd(", "faults.start",
+          "start(run_dir")
+
+
+def pytest_collection_modifyitems(config, items):
+    texts: dict[str, str] = {}
+    for item in items:
+        path = str(item.path)
+        if path not in texts:
+            texts[path] = Path(path).read_text(errors="replace")
+        if any(word in texts[path] for word in SPAWNS):
+            item.add_marker(pytest.mark.spawns)
+
+
+@pytest.fixture(autouse=True)
+def _no_process_in_unit_tests(monkeypatch):
+    if os.environ.get("PREFEXP_UNIT_TESTS") != "1":
+        return
+    import subprocess
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("a unit test started a process: add the word that starts it to tests/conftest.py SPAWNS")
+
+    monkeypatch.setattr(subprocess.Popen, "__init__", refuse)
+
+
 def compose(overrides: list[str] | None = None, config_name: str = "train"):
     """Compose the real config tree (what `python -m prefexp.train` sees), without running."""
     from hydra import compose as hydra_compose

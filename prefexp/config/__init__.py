@@ -1,4 +1,5 @@
-"""Config: Hydra schemas, resolvers and the one-time validation at the entry point."""
+"""Config: Hydra schemas and resolvers, the run naming they use, and the validated ``Settings`` type
+(the bottom layer: imports nothing else of prefexp; validation itself is ``prefexp.setup``)."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -24,8 +25,8 @@ def short_dirname(text: str, limit: int = 120) -> str:
 
 
 def job_name(*, _root_) -> str:
-    """``${prefexp_job_name:}``: a sweep job's dir name (``prefexp.reporting.naming``; imported on use)."""
-    from ..reporting.naming import job_dir_name
+    """``${prefexp_job_name:}``: a sweep job's dir name (``prefexp.config.naming``; imported on use)."""
+    from .naming import job_dir_name
 
     return job_dir_name(_root_=_root_)
 

@@ -350,3 +350,11 @@ class TrainConfig:
 def register_schemas() -> None:
     cs = ConfigStore.instance()
     cs.store(name="train_schema", node=TrainConfig)
+
+
+# Allowed values of keys the schema types only as str (checked by prefexp.setup.validate).
+METRICS = ("rating", "reward_model", "reference_logp")
+ACTIONS = ("route", "preference", "discard", "weight")
+ORDERS = ("none", "easy_to_hard", "hard_to_easy")
+SOURCES = ("sandbox", "hf", "jsonl")
+PRECISIONS = ("fp32", "bf16", "fp16")

@@ -17,6 +17,7 @@ from typing import Any, Optional
 from omegaconf import MISSING
 
 from ..errors import InputError
+from .. import benchmark_registry as registry
 
 # FastChat llm_judge/common.py `temperature_config`: the sampling temperature MT-Bench pins per
 # question category when generating answers (0 = greedy).
@@ -25,7 +26,7 @@ MT_BENCH_TEMPERATURES = {
     "coding": 0.0, "reasoning": 0.0, "stem": 0.1, "humanities": 0.1,
 }
 BACKENDS = ("hf", "vllm")
-BENCHMARKS = ("alpaca_eval", "mt_bench", "sandbox")
+BENCHMARKS = tuple(registry.BENCHMARKS)  # the names, in registry order
 
 
 class EvalConfigError(InputError):
@@ -140,7 +141,12 @@ class EvaluateConfig:
     log_level: str = "INFO"
 
 
-SCHEMAS = {"alpaca_eval": AlpacaEvalConfig, "mt_bench": MTBenchConfig, "sandbox": SandboxConfig}
+# Each schema keyed by its own ``name`` default; they and the registry must name the same benchmarks
+# (the registry cannot hold the classes: this module reads the registry).
+SCHEMAS = {schema.name: schema for schema in (AlpacaEvalConfig, MTBenchConfig, SandboxConfig)}
+if sorted(SCHEMAS) != sorted(registry.BENCHMARKS):
+    raise RuntimeError(f"evaluation schemas {sorted(SCHEMAS)} and the benchmark registry "
+                       f"{sorted(registry.BENCHMARKS)} (prefexp/benchmark_registry.py) differ")
 
 
 def register_schemas() -> None:
@@ -247,6 +253,8 @@ def validate(cfg: EvaluateConfig) -> None:
     if cfg.chat_template is not None and entry != "hf_model":
         errors.append(f"chat_template is only used with hf_model= (a checkpoint's manifest holds its own); "
                       f"drop it or use hf_model=")
+    if (unknown := registry.unknown_benchmark(bench.name, key="eval.name")) is not None:
+        errors.append(unknown)  # eval.name=<other>: the runner would not find it
     if bench.limit is not None and bench.limit < 1:
         errors.append(f"eval.limit={bench.limit} must be >= 1 (or null for all items)")
     if bench.data_dir is not None and not Path(bench.data_dir).is_dir():

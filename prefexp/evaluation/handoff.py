@@ -22,8 +22,9 @@ from collections import deque
 from pathlib import Path
 from typing import Sequence
 
-from ..config import CONFIG_DIR, PROJECT_ROOT
-from ..config.override_quoting import override
+from ..benchmark_registry import BENCHMARKS
+from ..config import PROJECT_ROOT
+from ..launch.override_quoting import override
 
 log = logging.getLogger(__name__)
 EVAL_FAILED = "FAILED"  # <run dir>/eval/<benchmark>/FAILED
@@ -31,7 +32,8 @@ _STDERR_TAIL_LINES = 40
 
 
 def benchmarks() -> list[str]:
-    return sorted(p.stem for p in (CONFIG_DIR / "eval").glob("*.yaml") if not p.stem.startswith("base"))
+    """The names ``evaluate=[...]`` accepts (prefexp/benchmark_registry.py), sorted."""
+    return sorted(BENCHMARKS)
 
 
 def evaluation_command(run_dir: Path, name: str, overrides: Sequence[str]) -> list[str]:

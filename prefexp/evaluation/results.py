@@ -18,17 +18,15 @@ import re
 from pathlib import Path
 from typing import Any, Optional
 
+from ..benchmark_registry import BENCHMARKS
 from .store import write_json
 
 log = logging.getLogger(__name__)
 SCHEMA_VERSION = 2
 RUN_DIR_RE = re.compile(r"^(?:offline-)?run-(?P<time>\d{8}_\d{6})-(?P<id>\w+)$")
-HEADLINE = {"alpaca_eval": ("win_rate", "length_controlled_winrate", "standard_error"),
-            "mt_bench": ("score", "turn_1", "turn_2", "n_unparseable"),
-            "sandbox": ("win_rate", "standard_error", "mean_gold_score", "reference_mean_gold_score")}
-# Printed decimals: AlpacaEval's leaderboard shows 2; MT-Bench averages are k/160-type fractions
-# that 6 decimals show exactly enough to compare with FastChat's tables.
-DECIMALS = {"alpaca_eval": 2, "mt_bench": 6, "sandbox": 3}
+# The summary line's metrics and printed decimals per benchmark (prefexp/benchmark_registry.py).
+HEADLINE = {name: b.summary for name, b in BENCHMARKS.items()}
+DECIMALS = {name: b.decimals for name, b in BENCHMARKS.items()}
 
 
 def provenance() -> dict:

@@ -2,9 +2,10 @@
 
 A benchmark is a function ``run(cfg, source, out_dir) -> dict`` with ``metrics``, ``data``,
 ``judge``, ``generation``, ``n_items``, ``notes`` (and ``subset``, ``failed_items`` when they
-apply); adding one is one module, one schema and one YAML file. The runner never asks which
-benchmark it runs beyond picking it from the registry. When judgments are missing at the end it
-raises ``IncompleteJudging`` (exit 3) after results.json is written.
+apply); adding one is one registry entry (``prefexp/benchmark_registry.py``), one module, one
+schema and one YAML file. The runner never asks which benchmark it runs beyond picking it from the
+registry. When judgments are missing at the end it raises ``IncompleteJudging`` (exit 3) after
+results.json is written.
 """
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ import importlib
 import logging
 from pathlib import Path
 
+from .. import benchmark_registry as registry
 from . import results
 from .config import EvaluateConfig, validate
 from .judging import IncompleteJudging, item_label, reason_counts
@@ -22,8 +24,7 @@ from .store import write_json
 log = logging.getLogger("prefexp.evaluate")
 
 # name -> module with a ``run`` function (imported on use: each pulls in heavy packages).
-BENCHMARKS = {"alpaca_eval": "prefexp.evaluation.alpaca", "mt_bench": "prefexp.evaluation.mt_bench",
-              "sandbox": "prefexp.evaluation.sandbox_bench"}
+BENCHMARKS = {name: b.module for name, b in registry.BENCHMARKS.items()}
 
 
 def _file_log(out_dir: Path) -> logging.Handler:

@@ -1,8 +1,8 @@
 """How a training job is started and how sweep jobs fail: the job's nodes (``nodes``), rank spawning (``ranks``), failure
 markers and objectives (``sweep_jobs``), the SLURM dry run (``slurm``). Run names live in
-``prefexp.reporting.naming`` (the config's sweep-dir resolver reads them without importing this
+``prefexp.config.naming`` (the config's sweep-dir resolver reads them without importing this
 package)."""
-from ..reporting.naming import run_name, sweep_group
+from ..config.naming import run_name, sweep_group
 from .ranks import (
     forwarded_overrides,
     hydra_quote,

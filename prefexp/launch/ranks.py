@@ -111,7 +111,7 @@ def torchrun_command(nproc: int, overrides: Sequence[str], run_dir: Path, config
 
 def hydra_quote(value: str) -> str:
     """A Hydra override value that is taken literally (commas, '=', spaces, quotes, ``${``)."""
-    from ..config.override_quoting import quote_override_value
+    from ..launch.override_quoting import quote_override_value
 
     return quote_override_value(value)
 

@@ -7,7 +7,7 @@ import json
 import logging
 from pathlib import Path
 
-from ..config.validate import Settings
+from ..config.settings import Settings
 from ..engine.adapters import save_adapter_extras
 from ..engine.artifacts import write_manifest
 from ..engine.checkpoints import writing_checkpoint

@@ -10,8 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
-from ..config.validate import Settings
-from ..difficulty.metrics import needed_metrics
+from ..config.settings import Settings
 from ..difficulty.plan import rating_margins
 from .load import PairData
 from .model_source import ModelSource
@@ -25,8 +24,7 @@ class Margins:
 
 
 def score_difficulty(settings: Settings, data: PairData, model: ModelSource) -> Margins:
-    c, loss = settings.config, settings.loss
-    metrics = needed_metrics(c, loss)
+    metrics = settings.metrics  # resolved once, in prefexp.setup.validate
     by_metric = {"rating": {p.index: m for p, m in zip(data.pairs, rating_margins(data.pairs))}}
     if "reward_model" in metrics:
         by_metric["reward_model"] = reward_model_margins(settings, data, model)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from ..config.validate import Settings
+from ..config.settings import Settings
 from ..engine import distributed
 from ..engine.artifacts import load_loss_state
 from ..engine.checkpoints import newest_complete_checkpoint, set_aside_incomplete

@@ -13,10 +13,10 @@ import random
 from dataclasses import dataclass, replace
 from typing import Optional
 
-from ..config.validate import Settings
+from ..config.settings import Settings
 from ..data.records import to_pairs
 from ..data.sources import describe, load_rows
-from ..difficulty.metrics import loss_metric, needed_metrics
+from ..difficulty.metrics import loss_metric
 from ..difficulty.plan import make_plan
 from .difficulty import score_difficulty
 from .examples import training_examples
@@ -40,7 +40,7 @@ def split_heldout(settings: Settings, data: PairData) -> tuple[PairData, Optiona
     d = settings.config.dataset
     if d.eval_split is not None:
         rows = load_rows(replace(d, split=d.eval_split))
-        needs_rating = "rating" in needed_metrics(settings.config, settings.loss)
+        needs_rating = "rating" in settings.metrics
         pairs = to_pairs(rows, f"{describe(d)} split {d.eval_split}", d.on_invalid, require_scores=needs_rating)
         log.info("held-out pairs: %d from split %s", len(pairs), d.eval_split)
         return data, PairData(pairs, use_groups=data.use_groups)

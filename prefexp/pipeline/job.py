@@ -8,7 +8,7 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from ..config.validate import Settings
+from ..config.settings import Settings
 from .checkpoint import save_final_checkpoint
 from .difficulty import score_difficulty
 from .examples import training_examples

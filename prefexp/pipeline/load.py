@@ -6,13 +6,12 @@ import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..config.validate import Settings
+from ..config.settings import Settings
 from ..data.records import PreferencePair, negative_margin_warning, read_pairs
 from ..data.skips import collect_skips
 from ..data.sources import describe, load_rows
 from ..engine.distributed import is_main_process
 from ..engine.groups import has_groups, keep_contrastive_groups
-from ..difficulty.metrics import needed_metrics
 
 log = logging.getLogger(__name__)
 SKIPPED_ROWS_FILE = "skipped_rows.jsonl"
@@ -27,8 +26,8 @@ class PairData:
 
 
 def load_data(settings: Settings) -> PairData:
-    c, loss = settings.config, settings.loss
-    needs_rating = "rating" in needed_metrics(c, loss)
+    c = settings.config
+    needs_rating = "rating" in settings.metrics
     with collect_skips() as skipped:
         try:
             pairs, counts = read_pairs(load_rows(c.dataset), describe(c.dataset), c.dataset.on_invalid,
@@ -41,7 +40,7 @@ def load_data(settings: Settings) -> PairData:
     swapped = negative_margin_warning(pairs, columns.chosen or "chosen", columns.rejected or "rejected")
     if swapped:
         log.warning(swapped)
-    if not loss.needs_groups:
+    if not settings.loss.needs_groups:
         return PairData(pairs, summary=summary)
     if not has_groups(pairs):
         log.warning("loss needs K responses per prompt but the data has none: training on pairs as groups of 2")
@@ -62,7 +61,7 @@ def write_skipped_rows(run_dir: Path, skipped: list[dict]) -> None:
 
 def check_step_fits_data(settings: Settings, data: PairData) -> None:
     """Raise :class:`InputError` when one optimizer step needs more pairs than the data holds."""
-    from ..config.inputs import accumulation_problem
+    from ..setup.inputs import accumulation_problem
     from ..engine.distributed import world_size
     from ..errors import InputError
 

@@ -7,7 +7,7 @@ import logging
 from pathlib import Path
 
 from ..config.schema import TrainConfig
-from ..config.validate import Settings
+from ..config.settings import Settings
 from ..difficulty.metrics import loss_metric
 from ..difficulty.plan import PlanEntry, gold_composition, make_plan, plot_histogram, summarize, write_plan
 from ..difficulty.router import RouterSpec, select

@@ -5,8 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable, Optional
 
-from ..config.validate import Settings
-from ..difficulty.metrics import needed_metrics
+from ..config.settings import Settings
 from ..engine.distributed import shared_reference_logps
 from ..engine.groups import group_reference_examples
 from ..engine.zero3_reference import zero3_sharding
@@ -25,7 +24,7 @@ def reference_pass(settings: Settings, tokens: TokenisedPairs, model: ModelSourc
     """None when neither the loss nor a margin metric reads the reference (reference-free losses).
     ``trained``: the indices of the pairs the run trains on (default all): only those are scored."""
     c, loss = settings.config, settings.loss
-    if not (loss.needs_reference or "reference_logp" in needed_metrics(c, loss)):
+    if not (loss.needs_reference or "reference_logp" in settings.metrics):
         return None
 
     # ZeRO-3 (and zero3_offload): the reference weights partitioned as the policy's will be

@@ -12,15 +12,14 @@ from __future__ import annotations
 
 from typing import Sequence
 
-from ..config.validate import Settings
-from ..difficulty.metrics import needed_metrics
+from ..config.settings import Settings
 from ..difficulty.plan import PlanEntry
 from .trainer_setup import pairs_per_step
 
 
 def trained_plan(settings: Settings, plan: Sequence[PlanEntry], use_groups: bool) -> list[PlanEntry]:
-    c, loss = settings.config, settings.loss
+    c = settings.config
     t = c.trainer
-    if t.max_steps <= 0 or c.curriculum.stages or use_groups or "reference_logp" in needed_metrics(c, loss):
+    if t.max_steps <= 0 or c.curriculum.stages or use_groups or "reference_logp" in settings.metrics:
         return list(plan)
     return list(plan[:t.max_steps * pairs_per_step(c)])

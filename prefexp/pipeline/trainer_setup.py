@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Optional
 
 from ..config.schema import TrainConfig
-from ..config.validate import Settings
+from ..config.settings import Settings
 from ..engine.artifacts import MetricsFileCallback
 from ..engine.console import use_console
 from ..engine.distributed import cpu_ranks, deepspeed_dict, is_main_process, prepare_deepspeed, world_size

@@ -19,11 +19,12 @@ from typing import Any, Optional
 
 import yaml
 
-from .axes import router_is_used, tau_is_used
+from ..benchmark_registry import BENCHMARKS
+from ..config.axes import router_is_used, tau_is_used
 from .final_window import final_metrics
 
 # The headline number of each benchmark (eval score in plots); other benchmarks: first numeric key.
-HEADLINE = {"alpaca_eval": "length_controlled_winrate", "mt_bench": "score", "sandbox": "win_rate"}
+HEADLINE = {name: b.headline for name, b in BENCHMARKS.items()}  # prefexp/benchmark_registry.py
 _NOT_METRICS = {"schema_version", "limit", "n_items"}
 # ties of a pairwise judgment (sandbox: equal gold scores; AlpacaEval: draws), as a share of the items
 TIE_KEYS = ("n_ties", "n_draws")
@@ -44,7 +45,7 @@ class RunRecord:
     eval: dict[str, float] = field(default_factory=dict)  # "<benchmark>/<metric>" -> value
     headline: dict[str, str] = field(default_factory=dict)  # benchmark -> eval key used in plots
     seed: Optional[int] = None
-    tau_used: bool = True  # False: the run's loss and router cannot read tau (prefexp.reporting.axes)
+    tau_used: bool = True  # False: the run's loss and router cannot read tau (prefexp.config.axes)
     probes: list[dict] = field(default_factory=list)  # probes.jsonl rows
     # benchmark -> metric -> {prompt id: that prompt's term of the metric}, when results.json
     # records them ("per_prompt": {metric: {prompt: value}}, the sandbox benchmark does)

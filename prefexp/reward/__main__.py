@@ -13,7 +13,7 @@ import hydra
 from omegaconf import DictConfig
 
 from ..config import CONFIG_DIR
-from ..config.validate import ConfigError
+from ..config.settings import ConfigError
 from ..data.records import InvalidRowError
 from ..errors import print_error
 from ..redact import install_log_redaction

@@ -6,7 +6,8 @@ from typing import Optional
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from ..config.schema import DatasetConfig
-from ..config.validate import PRECISIONS, SOURCES, ConfigError
+from ..config.schema import PRECISIONS, SOURCES
+from ..config.settings import ConfigError
 from .hparams import RewardModelConfig
 from .schema import RewardConfig
 
@@ -55,7 +56,7 @@ def check_hparams(h: RewardModelConfig, errors: list[str], key: str = "reward_mo
 def validate_reward(cfg: DictConfig) -> RewardConfig:
     """Check ``cfg`` (composed ``conf/reward.yaml``) and return the typed config.
 
-    Raises :class:`prefexp.config.validate.ConfigError` listing every problem, one per line.
+    Raises :class:`prefexp.config.settings.ConfigError` listing every problem, one per line.
     """
     job_cfg = cfg.copy()
     with open_dict(job_cfg):

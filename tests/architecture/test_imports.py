@@ -16,7 +16,7 @@ PACKAGE = Path(__file__).resolve().parents[2] / "prefexp"
 # data, difficulty and losses come before the engine in the data flow (docs/architecture.md)
 LOWER_LAYERS = ("prefexp.data", "prefexp.difficulty", "prefexp.losses")
 UPPER_LAYERS = ("prefexp.engine", "prefexp.pipeline", "prefexp.train", "prefexp.launch", "prefexp.evaluation",
-                "prefexp.reporting", "prefexp.reward", "prefexp.tracking")
+                "prefexp.reporting", "prefexp.reward", "prefexp.tracking", "prefexp.setup")
 
 
 def module_name(path: Path) -> str:
@@ -106,3 +106,12 @@ def test_lower_layers_never_import_upper_ones(layer):
     bad = {(src, dst) for src, deps in import_graph().items() if src == layer or src.startswith(layer + ".")
            for dst in deps if dst.startswith(UPPER_LAYERS)}
     assert not bad, sorted(bad)
+
+
+def test_config_is_the_bottom_layer():
+    """prefexp.config (schemas, resolvers, run naming, the Settings type) imports no other prefexp
+    module: validation, which needs routers, data checks and the benchmark list, is prefexp.setup."""
+    bad = {(src, dst) for src, deps in import_graph().items() if src == "prefexp.config" or src.startswith("prefexp.config.")
+           for dst in deps if dst != "prefexp" and not (dst == "prefexp.config" or dst.startswith("prefexp.config."))}
+    assert not bad, sorted(bad)
+    assert "prefexp.config.settings" in import_graph()["prefexp.pipeline.job"]  # the walk sees the stages' import

@@ -2,7 +2,7 @@
 evaluated only on the benchmarks asked for; evaluate=[] turns it off."""
 from __future__ import annotations
 
-from prefexp.config.validate import validate
+from prefexp.setup.validate import validate
 from tests.conftest import compose
 
 

@@ -7,7 +7,8 @@ import pytest
 import torch
 from hydra.core.hydra_config import HydraConfig
 
-from prefexp.config.validate import ConfigError, validate
+from prefexp.config.settings import ConfigError
+from prefexp.setup.validate import validate
 from prefexp.engine.precision import deepspeed_keeps_master_weights, policy_dtype, tf32_argument
 from tests.conftest import compose
 

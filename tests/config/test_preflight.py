@@ -5,7 +5,7 @@ import os
 
 import pytest
 
-from prefexp.config.preflight import (RunDirError, check_run_dir, preflight_run_dir, sandbox_weight_bytes,
+from prefexp.setup.preflight import (RunDirError, check_run_dir, preflight_run_dir, sandbox_weight_bytes,
                                       weight_bytes)
 from prefexp.config.schema import SandboxModelSpec
 from prefexp.errors import InputError

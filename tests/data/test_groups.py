@@ -215,7 +215,8 @@ def test_check_group_settings_names_key_and_value():
 def test_unknown_layout_fails_loading_and_validation(tmp_path):
     with pytest.raises(ValueError, match=r"dataset.layout='foo' is not one of"):
         load_rows(raw_dataset(tmp_path, "dataset.layout=foo"))
-    from prefexp.config.validate import ConfigError, validate
+    from prefexp.config.settings import ConfigError
+    from prefexp.setup.validate import validate
 
     cfg = compose(["dataset=ultrafeedback_raw", "dataset.pair_rule=best_of_all"])
     HydraConfig.instance().set_config(cfg)

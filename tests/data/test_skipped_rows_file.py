@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from prefexp.config.validate import validate
+from prefexp.setup.validate import validate
 from prefexp.data.records import InvalidRowError
 from prefexp.pipeline.load import load_data
 from tests.conftest import compose

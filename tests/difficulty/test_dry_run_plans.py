@@ -15,7 +15,8 @@ from pathlib import Path
 import pytest
 from hydra.core.hydra_config import HydraConfig
 
-from prefexp.config.validate import ConfigError, validate
+from prefexp.config.settings import ConfigError
+from prefexp.setup.validate import validate
 from prefexp.pipeline import train
 from tests.conftest import REPO, compose
 

@@ -7,7 +7,7 @@ import json
 import pytest
 from hydra.core.hydra_config import HydraConfig
 
-from prefexp.config.validate import validate
+from prefexp.setup.validate import validate
 from prefexp.difficulty.router import RouterSpec, select
 from prefexp.pipeline import train
 from tests.conftest import compose

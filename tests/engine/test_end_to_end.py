@@ -207,7 +207,9 @@ def test_training_hands_its_checkpoint_to_the_evaluation_stage(tmp_path):
 def test_unknown_benchmark_is_refused_before_training(tmp_path):
     proc = subprocess.run([sys.executable, "-m", "prefexp.train", f"hydra.run.dir={tmp_path}", "evaluate=[alpacaeval]"],
                           cwd=REPO, capture_output=True, text=True, timeout=120)
-    assert proc.returncode == 2 and "evaluate: 'alpacaeval' is not a benchmark" in proc.stderr
+    assert proc.returncode == 2 and proc.stderr.strip().splitlines()[-1] == (
+        "error: invalid config: evaluate=alpacaeval is not a benchmark; did you mean alpaca_eval? options: alpaca_eval, "
+        "mt_bench, sandbox (conf/eval/)")
 
 
 def test_bf16_reference_pass_matches_the_policy_at_step_one(tmp_path):

@@ -26,7 +26,7 @@ SMALL = ["dataset.sandbox.num_prompts=400", "model.sandbox.sft_steps=80", "model
 def settings_for(*overrides: str):
     """Synthetic sandbox rows: splitting needs no model (the sampled rows would build the default
     3000-step reference first, and a prompt whose samples tie gives no pair)."""
-    from prefexp.config.validate import validate
+    from prefexp.setup.validate import validate
 
     return validate(compose(["dataset.sandbox.responses=synthetic", *overrides]))
 
@@ -65,7 +65,7 @@ def test_no_heldout_keys_means_no_split():
     (["trainer.eval_steps=0", "dataset.eval_fraction=0.1"], "trainer.eval_steps=0 must be >= 1"),
 ])
 def test_bad_eval_keys_name_key_value_and_fix(overrides, message):
-    from prefexp.config.validate import ConfigError
+    from prefexp.config.settings import ConfigError
 
     with pytest.raises(ConfigError) as err:
         settings_for(*overrides)

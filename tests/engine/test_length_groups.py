@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from prefexp.config.validate import ConfigError, validate
+from prefexp.config.settings import ConfigError
+from prefexp.setup.validate import validate
 from prefexp.engine.length_groups import length_grouped, pair_length
 from tests.conftest import compose
 

@@ -15,7 +15,7 @@ import pytest
 import torch
 from hydra.core.hydra_config import HydraConfig
 
-from prefexp.config.validate import validate
+from prefexp.setup.validate import validate
 from prefexp.pipeline.model_source import ModelSource
 from tests.conftest import compose
 from tests.helpers import run_train

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from prefexp.config.validate import validate
+from prefexp.setup.validate import validate
 from prefexp.engine.reference import examples_fingerprint
 from prefexp.engine.token_cache import tokenizer_fingerprint
 from prefexp.engine.tokenize import tokenize_pairs

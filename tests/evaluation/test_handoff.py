@@ -9,7 +9,7 @@ import pytest
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from omegaconf import OmegaConf
 
-from prefexp.config.override_quoting import override, quote_override_value
+from prefexp.launch.override_quoting import override, quote_override_value
 from prefexp.evaluation.handoff import evaluate_after_training, evaluation_command, failure_marker, shell_command
 
 NASTY = ["/runs/0_loss=dpo,seed=1", "/runs/my sweep/1_tau=0.5", "/runs/it's", "/runs/[a,b]", "/runs/{x: y}",

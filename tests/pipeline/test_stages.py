@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import torch
 
-from prefexp.config.validate import validate
+from prefexp.setup.validate import validate
 from prefexp.difficulty.plan import PlanEntry
 from prefexp.pipeline.checkpoint import config_hash
 from prefexp.pipeline.difficulty import Margins, score_difficulty

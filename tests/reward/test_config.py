@@ -9,7 +9,7 @@ import pytest
 import prefexp.reward  # noqa: F401  registers reward_schema
 from prefexp.config import CONFIG_DIR
 from prefexp.config.schema import DatasetConfig, ModelConfig
-from prefexp.config.validate import ConfigError
+from prefexp.config.settings import ConfigError
 from prefexp.reward import RewardModelConfig, reward_command
 from prefexp.reward.validate import validate_reward
 from tests.conftest import compose

@@ -6,7 +6,8 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import OmegaConf
 
 from prefexp.config import CONFIG_DIR
-from prefexp.config.validate import ConfigError, validate
+from prefexp.config.settings import ConfigError
+from prefexp.setup.validate import validate
 from tests.conftest import compose
 
 EXPERIMENTS = sorted(p.stem for p in (CONFIG_DIR / "experiment").rglob("*.yaml"))

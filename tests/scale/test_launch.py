@@ -8,7 +8,7 @@ import pytest
 
 from prefexp import launch, tracking
 from prefexp.launch import ranks
-from prefexp.reporting import naming
+from prefexp.config import naming
 
 
 from .conftest import read_jsonl, run, train_cmd

@@ -6,7 +6,7 @@ import pytest
 from hydra.core.hydra_config import HydraConfig
 
 from prefexp.config import CONFIG_DIR
-from prefexp.config.validate import validate
+from prefexp.setup.validate import validate
 from tests.conftest import compose
 
 # arm -> (loss, beta, label_smoothing, router, on_selected, curriculum, tau)

@@ -118,7 +118,7 @@ def test_a_failing_multi_rank_job_quotes_its_ranks(tmp_path):
 def _evaluated_multirun(tiny: list[str], sweep: Path, *sweep_args: str) -> dict:
     """A multirun whose jobs hand their checkpoints to eval=sandbox (2 prompts), in a sweep dir
     whose path holds a space and a quote."""
-    from prefexp.config.override_quoting import override
+    from prefexp.launch.override_quoting import override
 
     run(train_cmd("-m", *sweep_args, "evaluate=[sandbox]", "evaluate_overrides=['eval.limit=2']", *tiny,
                   override("hydra.sweep.dir", str(sweep))))

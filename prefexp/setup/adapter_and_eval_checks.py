@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import importlib.util
 
-from .schema import TrainConfig
+from ..config.schema import TrainConfig
 
 ADAPTER_KINDS = ("none", "lora", "qlora")
 QUANT_TYPES = ("nf4", "fp4")

@@ -11,7 +11,7 @@ import math
 from pathlib import Path
 from typing import Any
 
-from .schema import TrainConfig
+from ..config.schema import TrainConfig
 
 DTYPES = ("float32", "bfloat16", "float16")
 SEED_RANGE = (0, 2**32 - 1)  # what numpy's and torch's generators accept

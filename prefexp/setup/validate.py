@@ -10,50 +10,23 @@ from __future__ import annotations
 import inspect
 import logging
 import math
-from dataclasses import dataclass
 from typing import Any
 
 from hydra.utils import get_class
 from omegaconf import DictConfig, OmegaConf, open_dict
 from omegaconf.errors import OmegaConfBaseException
 
+from ..config.keys import unknown_keys
+from ..config.schema import ACTIONS, METRICS, ORDERS, PRECISIONS, SOURCES, TrainConfig
+from ..config.settings import ConfigError, Settings, format_errors
 from ..difficulty.router import ROUTERS  # router=random lives with the other routers
 from .inputs import check_inputs, interpolation_problem
-from .keys import unknown_keys
-from .schema import TrainConfig
 from .stage_checks import stage_errors
 
 log = logging.getLogger(__name__)
 # Above this an Adam step (about lr per weight) destroys what any pretrained model knows.
 LARGEST_USUAL_LEARNING_RATE = 1e-2
 
-METRICS = ("rating", "reward_model", "reference_logp")
-ACTIONS = ("route", "preference", "discard", "weight")
-ORDERS = ("none", "easy_to_hard", "hard_to_easy")
-SOURCES = ("sandbox", "hf", "jsonl")
-PRECISIONS = ("fp32", "bf16", "fp16")
-
-
-class ConfigError(ValueError):
-    """Raised with every problem of a config, one per line."""
-
-
-def format_errors(errors: list[str]) -> str:
-    """One problem: one line (the entry point prints ``error: invalid config: <problem>``); several:
-    a list, one problem per line, so none hides behind another."""
-    if len(errors) == 1:
-        return f"invalid config: {errors[0]}"
-    return "invalid config:\n  - " + "\n  - ".join(errors)
-
-
-@dataclass
-class Settings:
-    """The validated config: typed groups plus the loss object, built once."""
-
-    config: TrainConfig
-    loss: Any  # a prefexp.losses.PreferenceLoss
-    loss_name: str
-    warnings: list[str]
 
 
 def _loss_name(cfg: DictConfig) -> str:
@@ -167,106 +140,131 @@ def _check_reward_model(c: TrainConfig, errors: list[str]) -> None:
 
 
 def validate(cfg: DictConfig) -> Settings:
-    """Check ``cfg`` and build the loss. Raises :class:`ConfigError` listing every problem."""
-    from hydra.utils import instantiate
+    """Check ``cfg`` and build the loss. Raises :class:`ConfigError` listing every problem; the
+    settings carry what the stages would otherwise each re-derive (the margin metrics needed)."""
+    from ..difficulty.metrics import needed_metrics
 
-    errors: list[str] = []
-    warnings: list[str] = []
-    job_cfg = cfg.copy()
-    with open_dict(job_cfg):
-        job_cfg.pop("hydra", None)  # composed in tests with return_hydra_config; not part of the job
-    try:  # interpolations resolve here: a failing one is a config problem, never a traceback
-        errors.extend(unknown_keys(job_cfg, TrainConfig))  # keys added with + that no schema declares
-        c: TrainConfig = OmegaConf.to_object(job_cfg)  # type: ignore[assignment]
-    except OmegaConfBaseException as exc:
-        raise ConfigError(format_errors([interpolation_problem(job_cfg, exc)])) from None
-
-    def one_of(key: str, value: str, allowed: tuple[str, ...]) -> None:
-        if value not in allowed:
-            errors.append(f"{key}={value!r} is not one of {list(allowed)}")
-
-    one_of("dataset.source", c.dataset.source, SOURCES)
-    one_of("dataset.on_invalid", c.dataset.on_invalid, ("error", "skip"))
-    one_of("router.name", c.router.name, ROUTERS)
-    one_of("router.metric", c.router.metric, METRICS)
-    one_of("curriculum.order", c.curriculum.order, ORDERS)
-    errors += stage_errors(c)
-    one_of("trainer.precision", c.trainer.precision, PRECISIONS)
-    one_of("trainer.resume", c.trainer.resume, ("auto", "never"))
-    one_of("trainer.on_nonfinite", c.trainer.on_nonfinite, ("stop", "skip"))
-    if c.trainer.on_nonfinite == "skip" and c.deepspeed.enabled:  # its engine steps inside backward()
-        errors.append("trainer.on_nonfinite=skip cannot skip a DeepSpeed step (the engine applies it inside the "
-                      "backward); use trainer.on_nonfinite=stop with DeepSpeed")
-    one_of("logger.backend", c.logger.backend, ("wandb", "none"))
-    one_of("logger.mode", c.logger.mode, ("offline", "online", "disabled"))
-    if c.dataset.source in ("hf", "jsonl") and not c.dataset.path:
-        errors.append(f"dataset.path is required for dataset.source={c.dataset.source}; pass dataset.path=<file or hub name>")
-    if c.dataset.max_prompt_length >= c.dataset.max_length:
-        errors.append(f"dataset.max_prompt_length={c.dataset.max_prompt_length} must be < dataset.max_length={c.dataset.max_length}")
-    if c.trainer.length_group_block < 0 or 0 < c.trainer.length_group_block < 2 * c.trainer.per_device_batch_size:
-        errors.append(f"trainer.length_group_block={c.trainer.length_group_block} must be 0 (off) or at least two "
-                      f"micro-batches (>= {2 * c.trainer.per_device_batch_size}), else it cannot group anything")
-    if c.trainer.per_device_batch_size < 1:
-        errors.append(f"trainer.per_device_batch_size={c.trainer.per_device_batch_size} must be >= 1")
-    if c.trainer.max_steps == 0 or c.trainer.max_steps < -1:
-        errors.append(f"trainer.max_steps={c.trainer.max_steps} must be -1 (no cap) or >= 1")
-
+    c, errors = _typed(cfg)
+    errors, warnings = errors + _key_errors(c), []
     check_inputs(c, errors)  # paths, ranges, the device: before any model or data loads
     if c.trainer.learning_rate > LARGEST_USUAL_LEARNING_RATE:  # valid, but a likely typo (1e3 for 1e-3)
         warnings.append(f"trainer.learning_rate={c.trainer.learning_rate:g} is far above fine-tuning rates "
                         f"(1e-7 .. 1e-3): each Adam step moves every weight by about that much, so the weights "
                         f"will likely blow up; did you mean {c.trainer.learning_rate:g} with a negative exponent?")
     _check_scaling(c, errors)
-
-    one_of("router.on_selected", c.router.on_selected, ACTIONS)
-    one_of("router.on_rest", c.router.on_rest, ACTIONS)
+    errors += _options_errors((("router.on_selected", c.router.on_selected, ACTIONS),
+                               ("router.on_rest", c.router.on_rest, ACTIONS)))
     _check_tau(c, errors)
-
     _check_loss_keys(cfg.loss, errors)
-    loss = None
-    if not errors:
-        try:
-            loss = instantiate(cfg.loss)
-        except Exception as exc:  # noqa: BLE001
-            cause = exc.__cause__ or exc
-            errors.append(f"loss: {cause}")
-
+    loss = _built_loss(cfg, errors)
     loss_name = _loss_name(cfg)
     if loss is not None:
-        routes = getattr(loss, "routes_pairs", False)
-        actions = {c.router.on_selected} if c.router.name != "none" else set()
-        if "route" in actions and not routes and c.router.name != "none":
-            if c.router.on_selected == "route":
-                warnings.append(f"tau={c.tau} is ignored: router={c.router.name} selects pairs for the loss's own "
-                                f"routing (router.on_selected=route) and loss={loss_name} does not route pairs")
-        elif c.router.name in ("none", "band") and not getattr(loss, "uses_tau", False):
-            warnings.append(f"tau={c.tau} is ignored by loss={loss_name} and router={c.router.name}")
-        if c.router.on_rest == "route":
-            errors.append("router.on_rest=route is not supported: only the selected (difficult) side can take the loss's routing branch")
+        _check_loss_and_router(c, loss, loss_name, errors, warnings)
     _check_token_cleaning(c, loss, loss_name, errors)
-    from ..evaluation.handoff import benchmarks
-
-    if c.evaluate is None:  # the default: the sandbox is judged by its own benchmark, real models when asked
-        c.evaluate = ["sandbox"] if c.model.name_or_path == "sandbox" else []
-    for name in c.evaluate:
-        if name not in benchmarks():
-            errors.append(f"evaluate: {name!r} is not a benchmark; options: {benchmarks()} (conf/eval/)")
-    uses_router = c.router.name != "none" or c.curriculum.order != "none"
-    if (uses_router and c.router.metric == "reward_model") or getattr(loss, "margin_metric", None) == "reward_model":
-        _check_reward_model(c, errors)
-    from ..data.groups import check_group_settings  # the multi-response data keys
-
-    errors.extend(check_group_settings(c.dataset))
-    from .adapter_and_eval_checks import adapter_problems, heldout_problems
-
-    errors.extend(adapter_problems(c))
-    errors.extend(heldout_problems(c))
-    from .gpu_checks import attn_implementation_problems
-
-    errors.extend(attn_implementation_problems(c))
-
+    errors += _evaluation_errors(c) + _dependent_errors(c, loss)
     if errors:
         raise ConfigError(format_errors(errors))
     for w in warnings:
         log.warning(w)
-    return Settings(config=c, loss=loss, loss_name=loss_name, warnings=warnings)
+    return Settings(config=c, loss=loss, loss_name=loss_name, warnings=warnings,
+                    metrics=frozenset(needed_metrics(c, loss)))
+
+
+def _typed(cfg: DictConfig) -> tuple[TrainConfig, list[str]]:
+    """The job's config as the schema's dataclasses, and the ``+`` keys no schema declares (a failing
+    interpolation is a config problem here, never a traceback later)."""
+    errors: list[str] = []
+    job_cfg = cfg.copy()
+    with open_dict(job_cfg):
+        job_cfg.pop("hydra", None)  # composed in tests with return_hydra_config; not part of the job
+    try:
+        errors.extend(unknown_keys(job_cfg, TrainConfig))  # keys added with + that no schema declares
+        c: TrainConfig = OmegaConf.to_object(job_cfg)  # type: ignore[assignment]
+    except OmegaConfBaseException as exc:
+        raise ConfigError(format_errors([interpolation_problem(job_cfg, exc)])) from None
+    return c, errors
+
+
+def _options_errors(options) -> list[str]:
+    return [f"{key}={value!r} is not one of {list(allowed)}" for key, value, allowed in options if value not in allowed]
+
+
+def _key_errors(c: TrainConfig) -> list[str]:
+    """Values outside their options, and the trainer / dataset sizes that cannot work."""
+    errors = _options_errors((("dataset.source", c.dataset.source, SOURCES),
+                              ("dataset.on_invalid", c.dataset.on_invalid, ("error", "skip")),
+                              ("router.name", c.router.name, ROUTERS), ("router.metric", c.router.metric, METRICS),
+                              ("curriculum.order", c.curriculum.order, ORDERS)))
+    errors += stage_errors(c)
+    errors += _options_errors((("trainer.precision", c.trainer.precision, PRECISIONS),
+                               ("trainer.resume", c.trainer.resume, ("auto", "never")),
+                               ("trainer.on_nonfinite", c.trainer.on_nonfinite, ("stop", "skip"))))
+    if c.trainer.on_nonfinite == "skip" and c.deepspeed.enabled:  # its engine steps inside backward()
+        errors.append("trainer.on_nonfinite=skip cannot skip a DeepSpeed step (the engine applies it inside the "
+                      "backward); use trainer.on_nonfinite=stop with DeepSpeed")
+    errors += _options_errors((("logger.backend", c.logger.backend, ("wandb", "none")),
+                               ("logger.mode", c.logger.mode, ("offline", "online", "disabled"))))
+    t, d = c.trainer, c.dataset
+    if d.source in ("hf", "jsonl") and not d.path:
+        errors.append(f"dataset.path is required for dataset.source={d.source}; pass dataset.path=<file or hub name>")
+    if d.max_prompt_length >= d.max_length:
+        errors.append(f"dataset.max_prompt_length={d.max_prompt_length} must be < dataset.max_length={d.max_length}")
+    if t.length_group_block < 0 or 0 < t.length_group_block < 2 * t.per_device_batch_size:
+        errors.append(f"trainer.length_group_block={t.length_group_block} must be 0 (off) or at least two "
+                      f"micro-batches (>= {2 * t.per_device_batch_size}), else it cannot group anything")
+    if t.per_device_batch_size < 1:
+        errors.append(f"trainer.per_device_batch_size={t.per_device_batch_size} must be >= 1")
+    if t.max_steps == 0 or t.max_steps < -1:
+        errors.append(f"trainer.max_steps={t.max_steps} must be -1 (no cap) or >= 1")
+    return errors
+
+
+def _built_loss(cfg: DictConfig, errors: list[str]) -> Any:
+    """The loss object (None when the config already has problems, or when building it fails)."""
+    from hydra.utils import instantiate
+
+    if errors:
+        return None
+    try:
+        return instantiate(cfg.loss)
+    except Exception as exc:  # noqa: BLE001
+        errors.append(f"loss: {exc.__cause__ or exc}")
+        return None
+
+
+def _check_loss_and_router(c: TrainConfig, loss: Any, loss_name: str, errors: list[str], warnings: list[str]) -> None:
+    routes = getattr(loss, "routes_pairs", False)
+    actions = {c.router.on_selected} if c.router.name != "none" else set()
+    if "route" in actions and not routes and c.router.name != "none":
+        if c.router.on_selected == "route":
+            warnings.append(f"tau={c.tau} is ignored: router={c.router.name} selects pairs for the loss's own "
+                            f"routing (router.on_selected=route) and loss={loss_name} does not route pairs")
+    elif c.router.name in ("none", "band") and not getattr(loss, "uses_tau", False):
+        warnings.append(f"tau={c.tau} is ignored by loss={loss_name} and router={c.router.name}")
+    if c.router.on_rest == "route":
+        errors.append("router.on_rest=route is not supported: only the selected (difficult) side can take the loss's routing branch")
+
+
+def _evaluation_errors(c: TrainConfig) -> list[str]:
+    """``evaluate``: null becomes the default (the sandbox is judged by its own benchmark, real models
+    when asked); every name must be a benchmark."""
+    from ..benchmark_registry import unknown_benchmark
+
+    if c.evaluate is None:
+        c.evaluate = ["sandbox"] if c.model.name_or_path == "sandbox" else []
+    return [problem for name in c.evaluate if (problem := unknown_benchmark(name, key="evaluate"))]
+
+
+def _dependent_errors(c: TrainConfig, loss: Any) -> list[str]:
+    """Rules of groups that depend on others: the reward model when a margin needs it, multi-response
+    data, adapters, held-out pairs, attention kernels."""
+    from ..data.groups import check_group_settings  # the multi-response data keys
+    from .adapter_and_eval_checks import adapter_problems, heldout_problems
+    from .gpu_checks import attn_implementation_problems
+
+    errors: list[str] = []
+    uses_router = c.router.name != "none" or c.curriculum.order != "none"
+    if (uses_router and c.router.metric == "reward_model") or getattr(loss, "margin_metric", None) == "reward_model":
+        _check_reward_model(c, errors)
+    return (errors + check_group_settings(c.dataset) + adapter_problems(c) + heldout_problems(c)
+            + attn_implementation_problems(c))

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import importlib.util
 
-from .schema import TrainConfig
+from ..config.schema import TrainConfig
 
 ATTN_IMPLEMENTATIONS = ("sdpa", "flash_attention_2", "eager")  # or null: transformers' default
 

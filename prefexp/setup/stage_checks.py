@@ -1,7 +1,7 @@
 """Checks of ``curriculum.stages`` (prefexp.difficulty.stages): each error names the key and the fix."""
 from __future__ import annotations
 
-from .schema import TrainConfig
+from ..config.schema import TrainConfig
 
 STAGE_ROUTES = ("all", "preference", "sft")
 

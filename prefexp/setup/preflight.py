@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Optional, Union
 
 from ..errors import InputError
-from .schema import SandboxModelSpec, TrainConfig
+from ..config.schema import SandboxModelSpec, TrainConfig
 
 log = logging.getLogger(__name__)
 
