@@ -20,7 +20,9 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 # process. A module is "spawns" when its text names a way to start one; the guard below makes a
 # unit test that starts one anyway fail, so the text rule cannot silently let one through.
 SPAWNS = ("subprocess", "sys.executable", "Popen", "multiprocessing", "run_train(", "train_cmd(", "faults.start",
-          "start(run_dir")
+          "start(run_dir",
+          "runner import evaluate",  # the evaluation runner records the git commit (git rev-parse)
+          "start_wandb", "wandb.init")  # W&B runs its service as a process
 
 
 def pytest_collection_modifyitems(config, items):
