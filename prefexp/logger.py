@@ -21,6 +21,7 @@ import logging
 import os
 from pathlib import Path
 
+from .config import layout
 from .config.schema import LoggerConfig
 
 log = logging.getLogger(__name__)
@@ -81,5 +82,5 @@ def start_wandb(cfg: LoggerConfig, resolved: dict, run_dir: Path, run_name: str,
     tmp = Path(run_dir) / (WANDB_RUN_FILE + ".tmp")
     tmp.write_text(json.dumps(record, indent=2) + "\n")
     os.replace(tmp, Path(run_dir) / WANDB_RUN_FILE)
-    log.info("W&B %s run %s%s in %s", cfg.mode, run.id, " (resumed)" if previous else "", run_dir / "wandb")
+    log.info("W&B %s run %s%s in %s", cfg.mode, run.id, " (resumed)" if previous else "", run_dir / layout.WANDB)
     return run

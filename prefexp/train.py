@@ -25,6 +25,7 @@ import hydra
 from omegaconf import DictConfig, OmegaConf
 
 from .config import CONFIG_DIR
+from .config import layout
 from .setup.preflight import preflight_run_dir
 from .config.settings import ConfigError, Settings
 from .setup.validate import validate
@@ -172,7 +173,7 @@ def _spawn(settings: Settings, nproc: int, run_dir: Path, nodes) -> None:
             raise  # the sweep records it in the job's FAILED
         _exit_on_rank_failure(exc, run_dir, nodes)
     if signum is not None:
-        checkpoint = newest_complete_checkpoint(run_dir / "checkpoints")
+        checkpoint = newest_complete_checkpoint(run_dir / layout.CHECKPOINTS)
         raise Preempted(signum, int(checkpoint.name.split("-")[1]) if checkpoint else 0, checkpoint and str(checkpoint))
 
 
@@ -190,7 +191,7 @@ def _exit_on_rank_failure(exc: RuntimeError, run_dir: Path, nodes) -> None:
         if line is not None:
             print(line, file=sys.stderr, flush=True)
             sys.exit(code)
-    checkpoint = newest_complete_checkpoint(run_dir / "checkpoints")
+    checkpoint = newest_complete_checkpoint(run_dir / layout.CHECKPOINTS)
     where = f" on each of the {nodes.count} nodes (NODE_RANK as before)" if nodes.multi else ""
     resume = (f"resume from {checkpoint.name} with{where}: {_resume_command(run_dir)}" if checkpoint
               else "no checkpoint was complete yet")

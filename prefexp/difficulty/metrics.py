@@ -23,7 +23,7 @@ def loss_metric(c: TrainConfig, loss) -> Optional[str]:
     """The metric whose margins the loss takes (None: it takes none)."""
     if not loss.needs_margins:
         return None
-    return getattr(loss, "margin_metric", None) or c.router.metric
+    return loss.margin_metric or c.router.metric
 
 
 def needed_metrics(c: TrainConfig, loss) -> set[str]:

@@ -16,6 +16,7 @@ import warnings
 from contextlib import contextmanager
 from pathlib import Path
 
+from ..config import layout
 from ..config.schema import AdapterConfig
 
 log = logging.getLogger(__name__)
@@ -131,7 +132,7 @@ def merge_adapter_checkpoint(checkpoint: Path, base_path: str, dtype, trust_remo
 
 def record_adapter(checkpoint: Path, a: AdapterConfig, counts: dict) -> None:
     """Add what the checkpoint holds to its manifest.json: ``adapter`` (kind, rank, merged or not)."""
-    path = checkpoint / "manifest.json"
+    path = checkpoint / layout.MANIFEST
     manifest = json.loads(path.read_text())
     manifest["adapter"] = {"kind": a.kind, "r": a.r, "alpha": a.alpha, "merged": a.merge_on_save,
                            "adapter_dir": "adapter" if a.merge_on_save else ".", **counts}

@@ -8,6 +8,7 @@ from pathlib import Path
 from transformers import TrainerCallback
 
 from ..config import PROJECT_ROOT
+from ..config import layout
 
 
 class MetricsFileCallback(TrainerCallback):
@@ -66,5 +67,5 @@ def write_manifest(checkpoint_dir: Path, *, base_model: str, reference_model: st
         "model_dir": ".",
         "run_dir": str(run_dir.resolve()),
     }
-    (checkpoint_dir / "manifest.json").write_text(json.dumps(manifest, indent=2))
+    (checkpoint_dir / layout.MANIFEST).write_text(json.dumps(manifest, indent=2))
     return manifest

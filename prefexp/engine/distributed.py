@@ -18,6 +18,8 @@ from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Sequence
 
+from ..config import layout
+
 if TYPE_CHECKING:
     from .zero3_reference import Zero3Sharding
 
@@ -268,7 +270,7 @@ def prepare_deepspeed(args, run_dir: Path) -> Path | None:
     deepspeed.init_distributed(auto_mpi_discovery=False, timeout=PROCESS_GROUP_TIMEOUT)
     if not is_main_process():
         return None
-    path = run_dir / "ds_config.json"
+    path = run_dir / layout.DS_CONFIG
     path.write_text(json.dumps(_finite(hf_config.config), indent=2, sort_keys=True, default=str) + "\n")
     return path
 

@@ -13,6 +13,8 @@ import json
 import math
 from pathlib import Path
 
+from ..config import layout
+
 ON_NONFINITE = ("stop", "skip")
 # The documented exit code of a run stopped by the guard (2 is bad input, 128+N a signal).
 EXIT_NONFINITE = 3
@@ -97,5 +99,5 @@ class NonFiniteGuard:
 
     def write_summary(self, run_dir: Path) -> None:
         """``<run>/nonfinite.json``: how many optimizer steps were skipped, which, on which rows."""
-        (run_dir / "nonfinite.json").write_text(json.dumps(
+        (run_dir / layout.NONFINITE).write_text(json.dumps(
             {"on_nonfinite": self.mode, "skipped_steps": len(self.skipped), "skipped": self.skipped}, indent=2))

@@ -35,6 +35,7 @@ from typing import Mapping, Optional, Sequence
 import torch
 from transformers import TrainerCallback
 
+from ..config import layout
 from .batching import PairCollator
 from .logps import forward_logps
 
@@ -144,7 +145,7 @@ class ProbeCallback(TrainerCallback):
         self._probe(state.global_step, self.step_lr.get(state.global_step))
         if self.is_main_process and self.labels_in_order is not None and self.pairs_per_step:
             summary = route_learning_rates(self.labels_in_order, self.pairs_per_step, self.step_lr, args.learning_rate)
-            (self.path.parent / "route_learning_rates.json").write_text(json.dumps(summary, indent=2) + "\n")
+            (self.path.parent / layout.ROUTE_LEARNING_RATES).write_text(json.dumps(summary, indent=2) + "\n")
 
 
 def route_learning_rates(labels_in_order: Sequence[str], pairs_per_step: int, step_lr: Mapping[int, float],

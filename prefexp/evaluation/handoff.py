@@ -24,10 +24,11 @@ from typing import Sequence
 
 from ..benchmark_registry import BENCHMARKS
 from ..config import PROJECT_ROOT
+from ..config import layout
 from ..launch.override_quoting import override
 
 log = logging.getLogger(__name__)
-EVAL_FAILED = "FAILED"  # <run dir>/eval/<benchmark>/FAILED
+EVAL_FAILED = layout.FAILED  # <run dir>/eval/<benchmark>/FAILED
 _STDERR_TAIL_LINES = 40
 
 
@@ -48,7 +49,7 @@ def shell_command(cmd: Sequence[str]) -> str:
 
 
 def failure_marker(run_dir: Path, name: str) -> Path:
-    return Path(run_dir) / "eval" / name / EVAL_FAILED
+    return Path(run_dir) / layout.EVAL / name / EVAL_FAILED
 
 
 def _run_teeing_stderr(cmd: list[str]) -> tuple[int, list[str]]:

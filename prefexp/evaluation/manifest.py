@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
+from ..config import layout
 from .config import EvalConfigError
 
 REQUIRED_KEYS = ("base_model", "step", "model_dir")
@@ -62,18 +63,18 @@ class Checkpoint:
 def resolve_checkpoint(path: str) -> Checkpoint:
     """Find ``manifest.json`` in ``path`` or ``path/checkpoint``; fail naming the key otherwise."""
     given = Path(path).expanduser().resolve()
-    if (given / "manifest.json").is_file():
+    if (given / layout.MANIFEST).is_file():
         ckpt_dir, output_root = given, given
-    elif (given / "checkpoint" / "manifest.json").is_file():
-        ckpt_dir, output_root = given / "checkpoint", given
+    elif (given / layout.FINAL_CHECKPOINT / layout.MANIFEST).is_file():
+        ckpt_dir, output_root = given / layout.FINAL_CHECKPOINT, given
     else:
         raise EvalConfigError(
-            f"checkpoint={path!r}: no manifest.json in {given} nor in {given / 'checkpoint'}; "
+            f"checkpoint={path!r}: no manifest.json in {given} nor in {given / layout.FINAL_CHECKPOINT}; "
             "pass a training run dir or a checkpoint dir written by prefexp.train")
     try:
-        manifest = json.loads((ckpt_dir / "manifest.json").read_text())
+        manifest = json.loads((ckpt_dir / layout.MANIFEST).read_text())
     except json.JSONDecodeError as err:
-        raise EvalConfigError(f"checkpoint={path!r}: {ckpt_dir / 'manifest.json'} is not JSON ({err})")
+        raise EvalConfigError(f"checkpoint={path!r}: {ckpt_dir / layout.MANIFEST} is not JSON ({err})")
     missing = [k for k in REQUIRED_KEYS if k not in manifest]
     if missing:
         raise EvalConfigError(f"checkpoint={path!r}: manifest.json lacks keys {missing}")

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any, Optional
 
 from ..benchmark_registry import BENCHMARKS
+from ..config import layout
 from .store import write_json
 
 log = logging.getLogger(__name__)
@@ -66,7 +67,7 @@ def build(benchmark: str, bench_result: dict, source, limit: Optional[int]) -> d
 
 
 def write(out_dir: Path, results: dict) -> Path:
-    path = out_dir / "results.json"
+    path = out_dir / layout.RESULTS
     write_json(path, results)
     return path
 
@@ -134,9 +135,9 @@ from ..logger import WANDB_RUN_FILE  # written by start_wandb when training open
 
 def find_wandb_run(run_dir: Optional[Path]) -> Optional[tuple[str, Path]]:
     """(run id, the run's folder) of the newest W&B run under ``<run dir>/wandb``."""
-    if run_dir is None or not (run_dir / "wandb").is_dir():
+    if run_dir is None or not (run_dir / layout.WANDB).is_dir():
         return None
-    runs = sorted((p for p in (run_dir / "wandb").iterdir() if p.is_dir() and RUN_DIR_RE.match(p.name)),
+    runs = sorted((p for p in (run_dir / layout.WANDB).iterdir() if p.is_dir() and RUN_DIR_RE.match(p.name)),
                   key=lambda p: RUN_DIR_RE.match(p.name).group("time"))
     if not runs:
         return None
@@ -213,4 +214,4 @@ def log_to_wandb(run_dir: Optional[Path], benchmark: str, res: dict, out_dir: Op
         log.warning("W&B run not updated (%s: %s)", type(err).__name__, err)
         return f"failed: {type(err).__name__}: {err}"
     where = "/".join(x for x in (ident.get("entity"), ident.get("project")) if x) or "project unknown"
-    return f"added to W&B run {ident['id']} ({where}; offline; `wandb sync` {run_dir / 'wandb'} to upload)"
+    return f"added to W&B run {ident['id']} ({where}; offline; `wandb sync` {run_dir / layout.WANDB} to upload)"

@@ -19,10 +19,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional, Union
 
+from ..config import layout
 from .config import EvalConfigError, EvaluateConfig, entry_of
 from .manifest import Checkpoint, resolve_checkpoint
 
-DEFAULT_ROOT = Path("outputs") / "eval"
+DEFAULT_ROOT = Path("outputs") / layout.EVAL
 
 
 def safe_name(text: str) -> str:
@@ -118,5 +119,5 @@ def output_dir(cfg: EvaluateConfig, source: Source, model_name: str) -> Path:
     if cfg.output_dir is not None:
         return Path(cfg.output_dir)
     if isinstance(source, Checkpoint):
-        return source.output_root / "eval" / cfg.eval.name
+        return source.output_root / layout.EVAL / cfg.eval.name
     return source.output_root / cfg.eval.name / safe_name(model_name)

@@ -25,18 +25,19 @@ from pathlib import Path
 from typing import Any, Optional
 
 from ..cachefs import write_text_atomic
+from ..config import layout
 from ..config.resume_changes import describe_changes, record_changes
 from ..errors import InputError
 from ..redact import redact
 
 log = logging.getLogger(__name__)
 
-RUN_CONFIG = "run_config.json"
+RUN_CONFIG = layout.RUN_CONFIG
 FORMAT = 1
 HYDRA_FILES = ("config.yaml", "hydra.yaml", "overrides.yaml")
 PREVIOUS_RUN = "previous-run-"
 # What belongs to this launch already when its code starts: Hydra's files and our lock.
-THIS_LAUNCH = (".hydra", "train.log", ".run.lock")
+THIS_LAUNCH = (".hydra", layout.TRAIN_LOG, layout.RUN_LOCK)
 
 
 class RunConfigChanged(InputError):
@@ -98,7 +99,7 @@ def prepare_run_dir(run_dir: Path, record: dict, resume: str, hydra_dir: Optiona
     ``writes``: this process may write the run dir (rank 0); other ranks only check."""
     from ..engine.checkpoints import newest_complete_checkpoint
 
-    checkpoint = newest_complete_checkpoint(run_dir / "checkpoints") if resume == "auto" else None
+    checkpoint = newest_complete_checkpoint(run_dir / layout.CHECKPOINTS) if resume == "auto" else None
     if checkpoint is None:
         if writes:
             if resume == "never":
@@ -134,7 +135,7 @@ def set_previous_run_aside(run_dir: Path) -> Optional[Path]:
     """Move every file of a previous run in ``run_dir`` into ``previous-run-N/`` (renames, nothing is
     deleted); None when there was none."""
     entries = [p for p in sorted(run_dir.iterdir()) if p.name not in THIS_LAUNCH
-               and not p.name.startswith((PREVIOUS_RUN, ".run.lock", ".prefexp-write-test-"))]
+               and not p.name.startswith((PREVIOUS_RUN, layout.RUN_LOCK, ".prefexp-write-test-"))]
     if not entries:
         return None
     n = 1

@@ -16,11 +16,12 @@ import socket
 import time
 from pathlib import Path
 
+from ..config import layout
 from ..errors import InputError
 
 log = logging.getLogger(__name__)
 
-LOCK_NAME = ".run.lock"
+LOCK_NAME = layout.RUN_LOCK
 
 
 class RunDirBusy(InputError):

@@ -5,7 +5,9 @@ from __future__ import annotations
 import traceback
 from pathlib import Path
 
-FAILED = "FAILED"
+from ..config import layout
+
+FAILED = layout.FAILED
 
 
 def write_failure(run_dir: Path, exc: BaseException) -> Path:

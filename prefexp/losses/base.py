@@ -70,6 +70,9 @@ class PreferenceLoss:
                          an attribute, updated by a pure ``ema_update`` function.
         uses_tau:        reads the top-level router threshold ``tau``.
         routes_pairs:    splits pairs into branches; the engine logs ``route/*`` for it.
+        preference_branch: the loss its preference side is (MixDPO: dpo | ipo | simpo), which the
+                         plan records as that side's name; None = the loss itself.
+    Every flag is declared here, so callers read them as attributes (no getattr with a default).
     A subclass may override a flag per instance when a hyperparameter changes what it needs
     (IPO without length normalisation, MixDPO's reference-free SimPO branch).
     """
@@ -84,6 +87,7 @@ class PreferenceLoss:
     is_stateful: bool = False
     uses_tau: bool = False
     routes_pairs: bool = False
+    preference_branch: str | None = None
 
     def __call__(self, **inputs: Tensor) -> LossOutput:  # pragma: no cover - interface
         raise NotImplementedError

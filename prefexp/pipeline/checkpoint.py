@@ -7,6 +7,7 @@ import json
 import logging
 from pathlib import Path
 
+from ..config import layout
 from ..config.settings import Settings
 from ..engine.adapters import save_adapter_extras
 from ..engine.artifacts import write_manifest
@@ -23,7 +24,7 @@ def config_hash(resolved: dict) -> str:
 
 def save_final_checkpoint(settings: Settings, trainer, model: ModelSource, resolved: dict, run_dir: Path) -> Path:
     c = settings.config
-    final = run_dir / "checkpoint"
+    final = run_dir / layout.FINAL_CHECKPOINT
     with writing_checkpoint(final, trainer.state.global_step, trainer.args.output_dir):
         _write_final(settings, trainer, model, resolved, run_dir, final)
     return final

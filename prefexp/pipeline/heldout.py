@@ -67,7 +67,7 @@ def heldout_examples(settings: Settings, held: PairData, model: ModelSource) -> 
     margins = score_difficulty(settings, held, model)
     by_router = margins.by_metric.get(c.router.metric)
     router_margins = [by_router[p.index] for p in held.pairs] if by_router is not None else [None] * len(held.pairs)
-    branch = getattr(loss, "preference_branch", settings.loss_name)
+    branch = loss.preference_branch or settings.loss_name
     kept, discarded = make_plan(held.pairs, router_margins, router_spec(c), "none", c.seed, branch, loss.routes_pairs)
     by_loss = loss_metric(c, loss)
     if by_loss is not None and by_loss != c.router.metric:

@@ -6,6 +6,7 @@ import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..config import layout
 from ..config.settings import Settings
 from ..data.records import PreferencePair, negative_margin_warning, read_pairs
 from ..data.skips import collect_skips
@@ -14,7 +15,7 @@ from ..engine.distributed import is_main_process
 from ..engine.groups import has_groups, keep_contrastive_groups
 
 log = logging.getLogger(__name__)
-SKIPPED_ROWS_FILE = "skipped_rows.jsonl"
+SKIPPED_ROWS_FILE = layout.SKIPPED_ROWS
 
 
 @dataclass

@@ -6,6 +6,7 @@ import json
 import logging
 from pathlib import Path
 
+from ..config import layout
 from ..config.schema import TrainConfig
 from ..config.settings import Settings
 from ..difficulty.metrics import loss_metric
@@ -31,7 +32,7 @@ def plan_training(settings: Settings, data: PairData, margins: Margins, run_dir:
     spec = router_spec(c)
     by_router = margins.by_metric.get(c.router.metric)
     router_margins = [by_router[p.index] for p in data.pairs] if by_router is not None else [None] * len(data.pairs)
-    branch = getattr(loss, "preference_branch", settings.loss_name)
+    branch = loss.preference_branch or settings.loss_name
     kept, discarded = make_plan(data.pairs, router_margins, spec, c.curriculum.order, c.seed, branch,
                                 loss.routes_pairs)
     by_loss = loss_metric(c, loss)
@@ -46,15 +47,15 @@ def plan_training(settings: Settings, data: PairData, margins: Margins, run_dir:
         summary["stages"] = sizes
         log.info("curriculum.stages: %s pairs per stage (%d in all, plan order inside each stage)", sizes, len(kept))
     if is_main_process():  # every rank plans (the same result); rank 0 writes
-        write_plan(kept, run_dir / "routing_plan.jsonl", c.router.metric)
-        (run_dir / "routing_summary.json").write_text(json.dumps(summary, indent=2))
+        write_plan(kept, run_dir / layout.ROUTING_PLAN, c.router.metric)
+        (run_dir / layout.ROUTING_SUMMARY).write_text(json.dumps(summary, indent=2))
         if any(m is not None for m in router_margins):
-            plot_histogram(planned, discarded, summary, run_dir / "margins.png", histogram_cut(spec, router_margins))
+            plot_histogram(planned, discarded, summary, run_dir / layout.MARGINS_PLOT, histogram_cut(spec, router_margins))
     log.info("routing plan: %d pairs, routes %s, router=%s tau=%g metric=%s order=%s", summary["pairs"],
              summary["routes"], spec.name, c.tau, c.router.metric, c.curriculum.order)
     if not kept:
         raise ValueError(f"router={spec.name} with tau={c.tau} leaves no pair to train on; "
-                         f"see {run_dir / 'routing_summary.json'}")
+                         f"see {run_dir / layout.ROUTING_SUMMARY}")
     return kept
 
 

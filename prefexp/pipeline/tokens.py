@@ -8,6 +8,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Optional
 
+from ..config import layout
 from ..config.schema import TrainConfig
 from ..engine.distributed import cache_writers_first, is_main_process
 from ..engine.groups import attach_groups
@@ -38,7 +39,7 @@ def tokenise(c: TrainConfig, data: PairData, model: ModelSource, run_dir: Option
                                Path(c.paths.cache_dir))
     if run_dir is not None and is_main_process():
         summary = {**asdict(tokens.stats), "max_length": d.max_length, "max_prompt_length": d.max_prompt_length}
-        (run_dir / "tokenization_summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+        (run_dir / layout.TOKENIZATION_SUMMARY).write_text(json.dumps(summary, indent=2) + "\n")
     examples = tokens.examples
     if data.use_groups:
         examples = attach_groups(examples, data.pairs, tokens.group_ids, d.group_positive, d.group_positive_min)

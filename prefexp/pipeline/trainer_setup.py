@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 from typing import Optional
 
+from ..config import layout
 from ..config.schema import TrainConfig
 from ..config.settings import Settings
 from ..engine.artifacts import MetricsFileCallback
@@ -39,13 +40,13 @@ def build_trainer(settings: Settings, examples: list[dict], probes: Displacement
     policy = model.load_policy(prepare=disable_dropout if c.trainer.disable_dropout else None)
     collator = make_collator(examples, c, policy, model.tokenizer.pad_token_id)
     t = c.trainer
-    probe_callback = ProbeCallback(policy, probes.sets, model.tokenizer.pad_token_id, run_dir / "probes.jsonl",
+    probe_callback = ProbeCallback(policy, probes.sets, model.tokenizer.pad_token_id, run_dir / layout.PROBES,
                                    every_n_steps=t.probes.every_n_steps, labels_in_order=probes.labels_in_order,
                                    batch_size=t.probes.batch_size or t.per_device_batch_size,
                                    pairs_per_step=pairs_per_step(c),
                                    is_main_process=is_main_process())
     callbacks = [ThroughputCallback(), PeakMemoryCallback(),  # per-rank peaks: before the metrics file
-                 MetricsFileCallback(run_dir / "metrics.jsonl"), LogLastStepCallback(),
+                 MetricsFileCallback(run_dir / layout.METRICS), LogLastStepCallback(),
                  probe_callback]
     trainer = PreferenceTrainer(model=policy, args=args, train_dataset=examples, data_collator=collator,
                                 eval_dataset=heldout.examples if evaluating else None,
@@ -54,13 +55,13 @@ def build_trainer(settings: Settings, examples: list[dict], probes: Displacement
                                 lr_stages=stage_windows(c, examples, pairs_per_step(c)))
     use_console(trainer, progress_bar=not args.disable_tqdm)  # one line per logging step, numbers as numbers
     if evaluating:
-        trainer.add_callback(EvalMetricsFileCallback(run_dir / "eval_metrics.jsonl"))
+        trainer.add_callback(EvalMetricsFileCallback(run_dir / layout.EVAL_METRICS))
         if c.trainer.generation_steps is not None:
             trainer.add_callback(generation_callback(c, heldout, model, run_dir))
     if uses_wandb(c):  # last: it logs the keys the callbacks above added to the same logs
         from ..engine.wandb_callback import PrefexpWandbCallback
 
-        trainer.add_callback(PrefexpWandbCallback(run_dir / "metrics.jsonl"))
+        trainer.add_callback(PrefexpWandbCallback(run_dir / layout.METRICS))
     return trainer
 
 
@@ -116,7 +117,7 @@ def training_arguments(c: TrainConfig, run_dir: Path, evaluating: bool = False):
 
     t = c.trainer
     return TrainingArguments(
-        output_dir=str(run_dir / "checkpoints"),
+        output_dir=str(run_dir / layout.CHECKPOINTS),
         max_steps=t.max_steps,
         num_train_epochs=t.num_epochs,
         per_device_train_batch_size=t.per_device_batch_size,

@@ -20,6 +20,7 @@ from typing import Any, Optional
 import yaml
 
 from ..benchmark_registry import BENCHMARKS
+from ..config import layout
 from ..config.axes import router_is_used, tau_is_used
 from .final_window import final_metrics
 
@@ -104,7 +105,7 @@ def read_eval(run_dir: Path, per_prompt: Optional[dict] = None) -> tuple[dict[st
     per-prompt terms of a benchmark that records them go into ``per_prompt[bench][metric]``."""
     values: dict[str, float] = {}
     headline: dict[str, str] = {}
-    for path in sorted((run_dir / "eval").glob("*/results.json")):
+    for path in sorted((run_dir / layout.EVAL).glob(f"*/{layout.RESULTS}")):
         results = json.loads(path.read_text())
         bench = str(results.get("benchmark") or path.parent.name)
         metrics = results["metrics"] if isinstance(results.get("metrics"), dict) else results
@@ -125,7 +126,7 @@ def read_eval(run_dir: Path, per_prompt: Optional[dict] = None) -> tuple[dict[st
     return values, headline
 
 
-def read_metrics(run_dir: Path, name: str = "metrics.jsonl") -> list[dict]:
+def read_metrics(run_dir: Path, name: str = layout.METRICS) -> list[dict]:
     path = run_dir / name
     if not path.exists():
         return []
@@ -134,22 +135,22 @@ def read_metrics(run_dir: Path, name: str = "metrics.jsonl") -> list[dict]:
 
 def evaluation_failed(bench_dir: Path) -> bool:
     """A benchmark's FAILED marker (prefexp.evaluation.handoff) with no newer results.json."""
-    marker, results = bench_dir / "FAILED", bench_dir / "results.json"
+    marker, results = bench_dir / layout.FAILED, bench_dir / layout.RESULTS
     return marker.exists() and (not results.exists() or results.stat().st_mtime < marker.stat().st_mtime)
 
 
 def status_of(run_dir: Path, config: Any) -> tuple[str, Optional[str]]:
-    failed = run_dir / "FAILED"
+    failed = run_dir / layout.FAILED
     if failed.exists():
         lines = [line for line in failed.read_text(errors="replace").splitlines() if line.strip()]
         return "failed", (lines[0] if lines else "failed")  # prefexp.launch.write_failure: summary first
-    for marker in sorted((run_dir / "eval").glob("*/FAILED")):  # prefexp.evaluation.handoff
+    for marker in sorted((run_dir / layout.EVAL).glob(f"*/{layout.FAILED}")):  # prefexp.evaluation.handoff
         if evaluation_failed(marker.parent):
             lines = [line for line in marker.read_text(errors="replace").splitlines() if line.strip()]
             return "failed", (lines[0] if lines else f"evaluation {marker.parent.name} failed")
-    if (run_dir / "checkpoint" / "manifest.json").exists():
+    if (run_dir / layout.FINAL_CHECKPOINT / layout.MANIFEST).exists():
         return "ok", None
-    if _select(config, "dry_run") is True and (run_dir / "routing_plan.jsonl").exists():
+    if _select(config, "dry_run") is True and (run_dir / layout.ROUTING_PLAN).exists():
         return "ok", None
     return "incomplete", None
 
@@ -178,13 +179,13 @@ def read_run(run_dir: Path) -> RunRecord:
     return RunRecord(dir=run_dir, job_num=job_num if isinstance(job_num, int) else None, overrides=overrides,
                      params=params, loss=loss, tau=tau, status=status, error=error, curves=read_metrics(run_dir),
                      eval=evals, headline=headline, seed=None if seed is None else int(seed),
-                     tau_used=tau_is_used(config), probes=read_metrics(run_dir, "probes.jsonl"), per_prompt=per_prompt,
+                     tau_used=tau_is_used(config), probes=read_metrics(run_dir, layout.PROBES), per_prompt=per_prompt,
                      route_lr=read_route_lr(run_dir), router_used=router_is_used(config),
                      curriculum=_select(config, "curriculum.order"))
 
 
 def read_route_lr(run_dir: Path) -> dict[str, float]:
-    path = run_dir / "route_learning_rates.json"
+    path = run_dir / layout.ROUTE_LEARNING_RATES
     if not path.exists():
         return {}
     return {key.lstrip("/"): value for key, value in _flat_numbers(json.loads(path.read_text()), "").items()}

@@ -20,6 +20,8 @@ import math
 from pathlib import Path
 from typing import Any, Sequence
 
+from ..config import layout
+
 FINAL_WINDOW_FRACTION = 0.1
 FIRST_UPDATED_STEP = 2  # rows at step <= 1 were computed before the first optimizer step
 
@@ -55,7 +57,7 @@ def final_metrics(rows: Sequence[dict], fraction: float = FINAL_WINDOW_FRACTION)
 
 def final_value(run_dir: Path, key: str) -> float:
     """A job's sweep objective: ``key`` under the same final rule (NaN if the run has none)."""
-    path = Path(run_dir) / "metrics.jsonl"
+    path = Path(run_dir) / layout.METRICS
     if not path.exists():
         return math.nan
     rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]

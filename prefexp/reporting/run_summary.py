@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from ..config import layout
 from ..evaluation.results import protocol_lines, summary_line
 from .collect import evaluation_failed, read_metrics
 from .final_window import FINAL_WINDOW_FRACTION, final_metrics
@@ -17,8 +18,8 @@ from .final_window import FINAL_WINDOW_FRACTION, final_metrics
 # the few training numbers a researcher reads first; every other one is in metrics.jsonl / W&B
 TRAIN_KEYS = ("loss", "rewards/accuracies", "rewards/margins", "logps/chosen", "route/sft_fraction")
 HELDOUT_KEYS = ("eval_loss", "eval_rewards/accuracies", "eval_rewards/margins")
-ARTIFACTS = ("checkpoint", "metrics.jsonl", "eval_metrics.jsonl", "routing_summary.json", "probes.jsonl",
-             "wandb", "train.log")
+ARTIFACTS = (layout.FINAL_CHECKPOINT, layout.METRICS, layout.EVAL_METRICS, layout.ROUTING_SUMMARY, layout.PROBES,
+             layout.WANDB, layout.TRAIN_LOG)
 
 
 def _numbers(row: dict, keys: tuple[str, ...]) -> str:
@@ -36,15 +37,15 @@ def run_summary(run_dir: Path) -> list[str]:
     if final:
         lines.append(f"  final train metrics (mean of the last {final['final_rows']:.0f} logged rows, the last "
                      f"{100 * FINAL_WINDOW_FRACTION:.0f} % of steps): {_numbers(final, TRAIN_KEYS)}")
-    held = read_metrics(run_dir, "eval_metrics.jsonl")
+    held = read_metrics(run_dir, layout.EVAL_METRICS)
     if held:
         lines.append(f"  held-out pairs (step {held[-1].get('step')}): {_numbers(held[-1], HELDOUT_KEYS)}")
-    bench_dirs = sorted(p for p in (run_dir / "eval").glob("*") if p.is_dir())
+    bench_dirs = sorted(p for p in (run_dir / layout.EVAL).glob("*") if p.is_dir())
     for bench in bench_dirs:
         if evaluation_failed(bench):
-            lines.append(f"  evaluation {bench.name}: FAILED, see {bench / 'FAILED'}")
-        elif (bench / "results.json").exists():
-            res = json.loads((bench / "results.json").read_text())
+            lines.append(f"  evaluation {bench.name}: FAILED, see {bench / layout.FAILED}")
+        elif (bench / layout.RESULTS).exists():
+            res = json.loads((bench / layout.RESULTS).read_text())
             lines += [f"  evaluation {summary_line(res)}", *["  " + line for line in protocol_lines(res)]]
     if not bench_dirs:
         lines.append("  evaluation: none (evaluate=[sandbox] or python -m prefexp.evaluate checkpoint=<run dir>)")

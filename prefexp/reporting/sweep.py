@@ -15,6 +15,7 @@ from typing import Any, Optional, Sequence
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
+from ..config import layout
 from .collect import collect_runs
 
 log = logging.getLogger(__name__)
@@ -25,7 +26,7 @@ def write_summary(sweep_dir: Path) -> Path:
     counts = {s: sum(r.status == s for r in runs) for s in ("ok", "failed", "incomplete")}
     summary = {"sweep_dir": str(Path(sweep_dir).resolve()), "jobs": len(runs), **counts,
                "runs": [r.summary(Path(sweep_dir)) for r in runs]}
-    path = Path(sweep_dir) / "sweep_summary.json"
+    path = Path(sweep_dir) / layout.SWEEP_SUMMARY
     path.write_text(json.dumps(summary, indent=2, default=str) + "\n")
     return path
 

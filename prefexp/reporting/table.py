@@ -15,6 +15,7 @@ import math
 from pathlib import Path
 from typing import Any, Sequence
 
+from ..config import layout
 from .arms import Arm, PairedComparison
 from .collect import TIE_SHARE, RunRecord
 from .final_window import FINAL_WINDOW_FRACTION
@@ -249,6 +250,6 @@ def write_tables(runs: Sequence[RunRecord], out_dir: Path, title: str, plots: Se
         lines += ["", "## Failed runs", ""] + [f"- job {_label(r, out_dir)} (`{r.dir}`): {r.error}" for r in failed]
     if plots:
         lines += ["", "## Plots", ""] + [f"![{p.stem}]({p.name})" for p in plots]
-    md_path = out_dir / "report.md"
+    md_path = out_dir / layout.REPORT
     md_path.write_text("\n".join(lines) + "\n")
     return md_path, csv_path

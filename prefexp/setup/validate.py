@@ -122,7 +122,7 @@ def _check_token_cleaning(c: TrainConfig, loss: Any, loss_name: str, errors: lis
     if t.base_model is None and not 1 <= t.base_sft_steps < c.model.sandbox.sft_steps:
         errors.append(f"token_cleaning.base_sft_steps={t.base_sft_steps} must be in [1, model.sandbox.sft_steps="
                       f"{c.model.sandbox.sft_steps}): the base is an earlier point of the sandbox model's SFT")
-    if loss is not None and not getattr(loss, "supports_token_cleaning", False):
+    if loss is not None and not loss.supports_token_cleaning:
         errors.append(f"token_cleaning={t.level} needs a loss with an SFT term (loss=sft or loss=mixdpo); "
                       f"loss={loss_name} has none")
 
@@ -233,13 +233,13 @@ def _built_loss(cfg: DictConfig, errors: list[str]) -> Any:
 
 
 def _check_loss_and_router(c: TrainConfig, loss: Any, loss_name: str, errors: list[str], warnings: list[str]) -> None:
-    routes = getattr(loss, "routes_pairs", False)
+    routes = loss.routes_pairs
     actions = {c.router.on_selected} if c.router.name != "none" else set()
     if "route" in actions and not routes and c.router.name != "none":
         if c.router.on_selected == "route":
             warnings.append(f"tau={c.tau} is ignored: router={c.router.name} selects pairs for the loss's own "
                             f"routing (router.on_selected=route) and loss={loss_name} does not route pairs")
-    elif c.router.name in ("none", "band") and not getattr(loss, "uses_tau", False):
+    elif c.router.name in ("none", "band") and not loss.uses_tau:
         warnings.append(f"tau={c.tau} is ignored by loss={loss_name} and router={c.router.name}")
     if c.router.on_rest == "route":
         errors.append("router.on_rest=route is not supported: only the selected (difficult) side can take the loss's routing branch")
@@ -264,7 +264,7 @@ def _dependent_errors(c: TrainConfig, loss: Any) -> list[str]:
 
     errors: list[str] = []
     uses_router = c.router.name != "none" or c.curriculum.order != "none"
-    if (uses_router and c.router.metric == "reward_model") or getattr(loss, "margin_metric", None) == "reward_model":
+    if (uses_router and c.router.metric == "reward_model") or (loss is not None and loss.margin_metric == "reward_model"):
         _check_reward_model(c, errors)
     return (errors + check_group_settings(c.dataset) + adapter_problems(c) + heldout_problems(c)
             + attn_implementation_problems(c))
