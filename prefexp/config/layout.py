@@ -7,7 +7,8 @@ reads them, use these names; ``docs/architecture.md`` lists which stage writes w
       skipped_rows.jsonl  tokenization_summary.json
       routing_plan.jsonl  routing_summary.json  margins.png
       metrics.jsonl  eval_metrics.jsonl  probes.jsonl  route_learning_rates.json  nonfinite.json
-      checkpoints/checkpoint-N/   checkpoint/ (final, with manifest.json)
+      generations.jsonl  token_cleaning.json  wandb_run.json
+      checkpoints/checkpoint-N/   checkpoint/ (final, with manifest.json, loss_state.pt)
       eval/<benchmark>/results.json (or FAILED)   wandb/   FAILED (a failed sweep job)
     <sweep dir>/sweep_summary.json  report.md
 """
@@ -27,6 +28,10 @@ EVAL_METRICS = "eval_metrics.jsonl"
 PROBES = "probes.jsonl"
 ROUTE_LEARNING_RATES = "route_learning_rates.json"
 NONFINITE = "nonfinite.json"
+GENERATIONS = "generations.jsonl"
+TOKEN_CLEANING = "token_cleaning.json"
+WANDB_RUN = "wandb_run.json"
+LOSS_STATE = "loss_state.pt"
 CHECKPOINTS = "checkpoints"
 FINAL_CHECKPOINT = "checkpoint"
 MANIFEST = "manifest.json"

@@ -32,7 +32,7 @@ class MetricsFileCallback(TrainerCallback):
 
 # A stateful loss's running statistics (beta-DPO, AlphaDPO), saved into every checkpoint by
 # PreferenceTrainer._save_checkpoint so a resumed run continues them instead of restarting from zero.
-LOSS_STATE = "loss_state.pt"
+LOSS_STATE = layout.LOSS_STATE
 
 
 def load_loss_state(loss, checkpoint: str | Path) -> bool:

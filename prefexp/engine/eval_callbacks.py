@@ -108,7 +108,7 @@ class GenerationLogCallback(TrainerCallback):
 def _log_wandb_table(rows: list[dict], step: int) -> None:
     import sys
 
-    from ..logger import log_at_step
+    from ..tracking.run import log_at_step
 
     wandb = sys.modules.get("wandb")  # only when the run already imported it (logger=wandb)
     if wandb is None or wandb.run is None:

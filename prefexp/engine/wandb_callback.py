@@ -25,7 +25,7 @@ from typing import Optional
 from transformers.integrations import WandbCallback
 from transformers.integrations.integration_utils import rewrite_logs
 
-from ..logger import last_logged_step, log_at_step
+from ..tracking.run import last_logged_step, log_at_step
 
 log = logging.getLogger(__name__)
 # the Trainer's end-of-training figures: W&B summary, not history (as transformers' callback)

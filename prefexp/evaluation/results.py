@@ -1,6 +1,6 @@
 """Results: ``<eval dir>/results.json``, a one-line summary, and the training run's W&B summary.
 
-W&B: training records its run's identity in ``<run dir>/wandb_run.json`` (``prefexp.logger``).
+W&B: training records its run's identity in ``<run dir>/wandb_run.json`` (``prefexp.tracking.run``).
 Evaluation of that checkpoint reopens the same run (project, entity, id; ``resume="allow"``,
 offline, with the run's name, group and tags) and writes ``eval/<benchmark>/<metric>`` into its
 summary and one history row at the final training step, with a Table of the generations;
@@ -130,7 +130,7 @@ def flat_metrics(benchmark: str, metrics: dict, prefix: Optional[str] = None) ->
     return out
 
 
-from ..logger import WANDB_RUN_FILE  # written by start_wandb when training opens its run
+from ..tracking.run import WANDB_RUN_FILE  # written by start_wandb when training opens its run
 
 
 def find_wandb_run(run_dir: Optional[Path]) -> Optional[tuple[str, Path]]:
@@ -185,7 +185,7 @@ def log_to_wandb(run_dir: Optional[Path], benchmark: str, res: dict, out_dir: Op
     training step (``train/global_step``; ``_step`` after the last one on disk, so the run's
     history stays strictly increasing) and a Table of the generations and their scores. Returns
     what happened, in words."""
-    from ..wandb_files import last_steps, segments
+    from ..tracking.files import last_steps, segments
 
     ident = training_wandb_run(run_dir)
     if ident is None:

@@ -11,6 +11,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Optional
 
+from ..config import layout
 from ..config.schema import TrainConfig
 from ..engine.distributed import is_main_process
 from ..engine.token_masks import cached_clean_token_masks
@@ -37,7 +38,7 @@ def clean_tokens(c: TrainConfig, tokens: TokenisedPairs, model: ModelSource,
     log.info("token cleaning: kept %d of %d chosen tokens (%s, k=%g); base %s, reference %s", kept, total,
              t.level, t.keep_fraction, base_dir, reference_dir)
     if is_main_process():
-        (run_dir / "token_cleaning.json").write_text(json.dumps(summary, indent=2))
+        (run_dir / layout.TOKEN_CLEANING).write_text(json.dumps(summary, indent=2))
     return masks
 
 

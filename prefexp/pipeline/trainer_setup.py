@@ -107,7 +107,7 @@ def generation_callback(c: TrainConfig, heldout: HeldOut, model: ModelSource, ru
         scorer = gold_score
     zero3 = c.deepspeed.enabled and (c.deepspeed.config.get("zero_optimization") or {}).get("stage") == 3
     return GenerationLogCallback(prompts, c.trainer.generation_steps, c.trainer.generation_max_new_tokens,
-                                 model.tokenizer, run_dir / "generations.jsonl", scorer,
+                                 model.tokenizer, run_dir / layout.GENERATIONS, scorer,
                                  synced_gpus=zero3 and world_size() > 1)
 
 

@@ -139,7 +139,7 @@ def test_generations_logged_with_gold_scores(eval_run):
     assert table["columns"] == ["step", "prompt", "completion", "score"] and len(table["data"]) == 3
     # W&B: one history row per logging step (1, 2, 4); the evaluation and generations of steps 2
     # and 4 join that step's training row instead of making rows of their own
-    from prefexp.wandb_files import history_rows
+    from prefexp.tracking.files import history_rows
 
     (segment,) = (run_dir / "wandb").glob("offline-run-*/run-*.wandb")
     history = history_rows(segment)

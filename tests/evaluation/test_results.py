@@ -48,7 +48,7 @@ def test_no_wandb_run_is_a_note_not_an_error(tmp_path):
 
 
 def test_metrics_join_the_training_runs_offline_wandb(tmp_path, monkeypatch):
-    """Training's run (started by prefexp.logger.start_wandb, which records its identity in the
+    """Training's run (started by prefexp.tracking.run.start_wandb, which records its identity in the
     run dir) is reopened by project + id, keeping its name, group and tags; the eval keys land in
     that run's summary and in one history row at the last training step, after its last _step,
     with the generations Table; all read back from the offline run files."""
@@ -56,8 +56,8 @@ def test_metrics_join_the_training_runs_offline_wandb(tmp_path, monkeypatch):
     import wandb
 
     from prefexp.config.schema import LoggerConfig
-    from prefexp.logger import start_wandb
-    from prefexp.wandb_files import history_rows, run_identity, summary
+    from prefexp.tracking.run import start_wandb
+    from prefexp.tracking.files import history_rows, run_identity, summary
 
     monkeypatch.setenv("WANDB_SILENT", "true")
     cfg = LoggerConfig(project="prefexp-evaltest", mode="offline", group="g1")

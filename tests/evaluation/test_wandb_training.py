@@ -10,9 +10,9 @@ import json
 import pytest
 
 from prefexp.config.schema import LoggerConfig
-from prefexp.logger import start_wandb
+from prefexp.tracking.run import start_wandb
 from tests.evaluation.conftest import TINY_GPT2
-from prefexp.wandb_files import config, history_rows, records, run_identity
+from prefexp.tracking.files import config, history_rows, records, run_identity
 
 wandb = pytest.importorskip("wandb")
 
@@ -74,7 +74,7 @@ def test_a_killed_resumed_and_evaluated_run_is_one_clean_wandb_run(tmp_path):
     file under the run dir is one run id, the history has strictly increasing ``_step``, one row
     per logging step 1..6 (the steps the killed process lost are logged again from metrics.jsonl),
     and the evaluation's summary and generations Table are in that run."""
-    from prefexp.wandb_files import summary
+    from prefexp.tracking.files import summary
     from tests.reliability.faults import finish, kill9, logged_step, start, wait_for
 
     run_dir = tmp_path / "run"

@@ -54,7 +54,7 @@ def test_two_by_two_multirun_writes_four_runs_and_a_report(tiny, tmp_path):
         "0_hf-ultrafeedback-mixdpo-tau0.25-easy_to_hard-s0", "1_hf-ultrafeedback-mixdpo-tau0.25-nocurriculum-s0",
         "2_hf-ultrafeedback-mixdpo-tau1.0-easy_to_hard-s0", "3_hf-ultrafeedback-mixdpo-tau1.0-nocurriculum-s0"]
     # W&B offline, one run per job: group = the sweep (unique), job type, the short name, tags of what it uses
-    from prefexp.wandb_files import config, run_identity
+    from prefexp.tracking.files import config, run_identity
 
     for job, curriculum_tags in zip(summary["runs"][:2], (["curriculum:easy_to_hard"], [])):
         (offline,) = (sweep / job["dir"] / "wandb").glob("offline-run-*/run-*.wandb")
@@ -159,7 +159,7 @@ def test_the_issue_sweep_evaluates_all_four_jobs_and_reports_two_seeds_per_loss(
 def test_a_failed_evaluation_makes_a_failed_job(tiny, tmp_path):
     """The hand-off's evaluation fails (an unknown eval key): the job is 'failed' in the summary,
     with the evaluation's exit code and a re-run command, though its training finished. (The same
-    rule without training, in seconds: tests/scale/test_report.py, tests/evaluation/test_handoff.py.)"""
+    rule without training, in seconds: tests/reporting/test_report.py, tests/evaluation/test_handoff.py.)"""
     sweep = tmp_path / "sweep"
     overrides = [o if o != "trainer.max_steps=2" else "trainer.max_steps=1" for o in tiny]
     run(train_cmd("-m", "loss=dpo", "evaluate=[sandbox]", "evaluate_overrides=['eval.no_such_key=1']", *overrides,

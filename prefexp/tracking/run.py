@@ -11,7 +11,7 @@ over a new id, and ``prefexp.evaluate`` attaches its numbers to it.
 
 Steps: every history row is logged at an explicit step, ``_step`` = the Trainer's global step
 (``log_at_step``). Offline, a resumed W&B run starts counting at 0 again, so a resumed start
-first reads the run's earlier files (``wandb_files``) and drops the rows of steps already there
+first reads the run's earlier files (``tracking.files``) and drops the rows of steps already there
 (the steps redone after the last checkpoint): ``_step`` stays strictly increasing over the run.
 """
 from __future__ import annotations
@@ -21,13 +21,13 @@ import logging
 import os
 from pathlib import Path
 
-from .config import layout
-from .config.schema import LoggerConfig
+from ..config import layout
+from ..config.schema import LoggerConfig
 
 log = logging.getLogger(__name__)
 
 
-WANDB_RUN_FILE = "wandb_run.json"
+WANDB_RUN_FILE = layout.WANDB_RUN
 
 
 def saved_run_id(run_dir: Path) -> str | None:
@@ -70,7 +70,7 @@ def start_wandb(cfg: LoggerConfig, resolved: dict, run_dir: Path, run_name: str,
     os.environ["WANDB_DIR"] = str(run_dir)
     import wandb
 
-    from .wandb_files import last_steps, segments
+    from .files import last_steps, segments
 
     previous = saved_run_id(run_dir)
     _last_logged_step["step"] = last_steps(segments(run_dir, previous))[0] if previous else -1

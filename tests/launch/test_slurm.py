@@ -71,7 +71,7 @@ def test_the_slurm_launcher_is_a_hydra_plugin_and_a_job_slurm_ended_reads_as_fai
     from hydra.plugins.launcher import Launcher
 
     from prefexp.reporting.collect import status_of
-    from prefexp.slurm_launcher import SlurmLauncher, resume_hint
+    from prefexp.launch.slurm_launcher import SlurmLauncher, resume_hint
 
     from ..conftest import compose
 

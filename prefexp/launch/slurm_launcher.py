@@ -26,7 +26,7 @@ from hydra_plugins.hydra_submitit_launcher.config import BaseQueueConf
 from hydra_plugins.hydra_submitit_launcher.submitit_launcher import SlurmLauncher as PluginSlurmLauncher
 from omegaconf import OmegaConf, open_dict
 
-from .launch import FAILED
+from .sweep_jobs import FAILED
 
 log = logging.getLogger(__name__)
 

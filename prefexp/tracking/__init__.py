@@ -12,16 +12,16 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Sequence
 
-from .config.naming import run_name, sweep_group
-from .config.axes import router_is_used, tau_is_used
+from ..config.naming import run_name, sweep_group
+from ..config.axes import router_is_used, tau_is_used
 
 log = logging.getLogger(__name__)
 
 
 def start_tracking(settings, resolved: dict, run_dir: Path, overrides: Sequence[str], sweep_dir: str | None):
     """The W&B run of this training job, or None (logger off, dry run, or not rank 0)."""
-    from .engine.distributed import is_main_process
-    from .logger import start_wandb
+    from ..engine.distributed import is_main_process
+    from .run import start_wandb
 
     c = settings.config
     if c.logger.backend != "wandb" or c.logger.mode == "disabled" or c.dry_run or not is_main_process():
