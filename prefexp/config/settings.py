@@ -31,3 +31,6 @@ class Settings:
     # the margin metrics the run computes (prefexp.difficulty.metrics.needed_metrics, resolved once):
     # the router's, the curriculum's and the loss's own
     metrics: frozenset[str]
+    # the router with tau's one meaning (prefexp.difficulty.router.RouterSpec): the plan, the held-out
+    # plan and the probe labels (difficulty_cut) all read this one
+    router: Any

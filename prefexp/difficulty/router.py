@@ -71,6 +71,19 @@ def select(margins: Sequence[Optional[float]], spec: RouterSpec) -> list[bool]:
     raise ValueError(f"router.name={spec.name!r} is unknown")
 
 
+def difficulty_cut(spec: RouterSpec, margins: Sequence[Optional[float]]) -> float:
+    """The margin below which a pair counts as difficult, with ``tau``'s one meaning under ``spec``:
+    tau itself where tau is a margin (threshold, random, band, none), and under quantile (tau a
+    fraction) the margin at the tau-quantile of ``margins``, so that the pairs below it are at most
+    the hardest fraction tau (ties at the cut count as easy). Used for labels that must not depend on
+    which pairs a run trains (the displacement probes), never for routing itself (:func:`select`)."""
+    if spec.name != "quantile":
+        return spec.tau
+    known = sorted(m for m in margins if m is not None)
+    count = int(spec.tau * len(known))
+    return known[count] if count < len(known) else float("inf")
+
+
 def action_for(selected: bool, spec: RouterSpec) -> str:
     return spec.on_selected if selected else spec.on_rest
 

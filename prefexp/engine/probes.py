@@ -11,7 +11,7 @@ row to ``<run dir>/probes.jsonl``:
 
 ``learning_rate`` is the rate the update of that step used (read before the step). The probe sets
 do not depend on the loss or the router: ``probe_sets`` draws a fixed sample of *all* pairs, by
-the MixDPO difficulty cut on the rating margin (difficult: margin < tau), with a fixed seed, so
+the difficulty cut on the rating margin (difficult: margin < the router's cut, ``difficulty_cut``), with a fixed seed, so
 DPO, MixDPO and a run that discards difficult pairs are probed on the same pairs.
 
 At the end of training it also writes ``route_learning_rates.json``: for each label of the

@@ -22,7 +22,6 @@ from .difficulty import score_difficulty
 from .examples import training_examples
 from .load import PairData
 from .model_source import ModelSource
-from .planning import router_spec
 from .reference import reference_pass
 from .tokens import tokenise
 
@@ -68,7 +67,7 @@ def heldout_examples(settings: Settings, held: PairData, model: ModelSource) -> 
     by_router = margins.by_metric.get(c.router.metric)
     router_margins = [by_router[p.index] for p in held.pairs] if by_router is not None else [None] * len(held.pairs)
     branch = loss.preference_branch or settings.loss_name
-    kept, discarded = make_plan(held.pairs, router_margins, router_spec(c), "none", c.seed, branch, loss.routes_pairs)
+    kept, discarded = make_plan(held.pairs, router_margins, settings.router, "none", c.seed, branch, loss.routes_pairs)
     by_loss = loss_metric(c, loss)
     if by_loss is not None and by_loss != c.router.metric:
         for entry in kept:

@@ -45,7 +45,7 @@ def train(settings: Settings, resolved: dict, run_dir: Path) -> Path | None:
     masks = clean_tokens(settings.config, tokens, model, run_dir)  # token-cleaning masks (or none)
     examples = training_examples(tokens, reference, masks, trained,  # one dict per example, plan order
                                  settings.config.trainer.length_group_block)
-    probes = displacement_probes(settings.config, data, tokens, examples)  # fixed pairs, every loss
+    probes = displacement_probes(settings, data, tokens, examples)  # fixed pairs, every loss
     heldout = heldout_examples(settings, held, model) if held is not None else None  # eval examples
     trainer = build_trainer(settings, examples, probes, model, run_dir, heldout)  # arguments, model, callbacks
     fit(trainer, settings)                                       # resumes from the last checkpoint

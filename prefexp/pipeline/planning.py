@@ -20,16 +20,10 @@ from .load import PairData
 log = logging.getLogger(__name__)
 
 
-def router_spec(c: TrainConfig) -> RouterSpec:
-    r = c.router
-    return RouterSpec(r.name, c.tau, r.band_low, r.band_high, r.on_selected, r.on_rest, r.selected_weight,
-                      r.rest_weight, seed=c.seed)
-
-
 def plan_training(settings: Settings, data: PairData, margins: Margins, run_dir: Path) -> list[PlanEntry]:
     """The kept entries in training order (the discarded ones are only counted in the summary)."""
     c, loss = settings.config, settings.loss
-    spec = router_spec(c)
+    spec = settings.router
     by_router = margins.by_metric.get(c.router.metric)
     router_margins = [by_router[p.index] for p in data.pairs] if by_router is not None else [None] * len(data.pairs)
     branch = loss.preference_branch or settings.loss_name

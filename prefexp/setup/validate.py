@@ -19,7 +19,7 @@ from omegaconf.errors import OmegaConfBaseException
 from ..config.keys import unknown_keys
 from ..config.schema import ACTIONS, METRICS, ORDERS, PRECISIONS, SOURCES, TrainConfig
 from ..config.settings import ConfigError, Settings, format_errors
-from ..difficulty.router import ROUTERS  # router=random lives with the other routers
+from ..difficulty.router import ROUTERS, RouterSpec  # router=random lives with the other routers
 from .inputs import check_inputs, interpolation_problem
 from .stage_checks import stage_errors
 
@@ -166,8 +166,11 @@ def validate(cfg: DictConfig) -> Settings:
         raise ConfigError(format_errors(errors))
     for w in warnings:
         log.warning(w)
+    r = c.router
+    router = RouterSpec(r.name, c.tau, r.band_low, r.band_high, r.on_selected, r.on_rest, r.selected_weight,
+                        r.rest_weight, seed=c.seed)
     return Settings(config=c, loss=loss, loss_name=loss_name, warnings=warnings,
-                    metrics=frozenset(needed_metrics(c, loss)))
+                    metrics=frozenset(needed_metrics(c, loss)), router=router)
 
 
 def _typed(cfg: DictConfig) -> tuple[TrainConfig, list[str]]:

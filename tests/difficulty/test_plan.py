@@ -74,3 +74,20 @@ def test_band_discards_outside_and_weight_action():
 def test_missing_margin_is_an_error():
     with pytest.raises(ValueError, match="needs a margin"):
         select([1.0, None], RouterSpec("threshold", 0.5))
+
+
+def test_difficulty_cut_gives_tau_one_meaning_per_router():
+    """The probes' difficult label: tau where tau is a margin; under quantile (tau a fraction) the
+    margin at the tau-quantile, so at most that fraction of pairs is below it (ties count as easy)."""
+    from prefexp.difficulty.router import difficulty_cut
+
+    margins = [3.0, 0.0, 1.0, None, 2.0, 0.0, 4.0, 5.0, 6.0, 7.0, 8.0]  # 10 known margins
+    for name in ("threshold", "random", "band", "none"):
+        assert difficulty_cut(RouterSpec(name, 0.3), margins) == 0.3
+    quantile = RouterSpec("quantile", 0.3)
+    cut = difficulty_cut(quantile, margins)
+    assert cut == 2.0  # sorted known: 0 0 1 | 2 ...: the 3 hardest (30 %) lie below it
+    known = [m for m in margins if m is not None]
+    assert sum(m < cut for m in known) == 3 == sum(select(known, quantile))
+    assert difficulty_cut(RouterSpec("quantile", 0.5), [1.0, 1.0, 1.0, 1.0]) == 1.0  # ties: none below
+    assert difficulty_cut(RouterSpec("quantile", 0.5), []) == float("inf")
