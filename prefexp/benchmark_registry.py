@@ -3,7 +3,8 @@
 Every other per-benchmark table is derived from this one (all in ``prefexp.evaluation`` unless
 named): the runner's module per name (``runner.BENCHMARKS``), the names the config knows
 (``config.BENCHMARKS``; ``config.SCHEMAS`` is keyed by each schema's own ``name`` and checked
-against this registry at import), the training hand-off's options (``handoff.benchmarks``), the
+against this registry at import), training's ``evaluate=[...]`` check (``prefexp.setup.validate``, through
+:func:`unknown_benchmark`), the
 summary line's metrics and decimals (``results.HEADLINE`` / ``results.DECIMALS``) and the
 report's headline metric (``prefexp.reporting.collect.HEADLINE``). Adding a benchmark is one entry here, its module, its
 schema in ``prefexp/evaluation/config.py`` and its ``conf/eval/<name>.yaml``.

@@ -47,11 +47,11 @@ def check_shared_paths(run_dir: Path, cache_dir: Path, cache_shared: bool) -> No
     blind = {name: [v for v in views if not v[name]] for name in folders}
     if blind["run dir"]:
         raise InputError(f"hydra.run.dir={run_dir} is not one folder for every node: {_who(blind['run dir'])} "
-                         f"do(es) not see a file rank 0 wrote there; put the run dir on a filesystem all nodes mount")
+                         f"cannot see a file rank 0 wrote there; put the run dir on a filesystem all nodes mount")
     node_local = bool(blind["cache dir"])
     if node_local and cache_shared:
         raise InputError(f"paths.cache_dir={cache_dir} is not shared between nodes: {_who(blind['cache dir'])} "
-                         f"do(es) not see a file rank 0 wrote there; put it on a filesystem all nodes mount, or pass "
+                         f"cannot see a file rank 0 wrote there; put it on a filesystem all nodes mount, or pass "
                          f"paths.cache_shared=false (each node then builds its own cache entries)")
     distributed.set_node_local_cache(node_local)
     nodes = len({v["node"] for v in views})

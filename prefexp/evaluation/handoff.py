@@ -22,7 +22,6 @@ from collections import deque
 from pathlib import Path
 from typing import Sequence
 
-from ..benchmark_registry import BENCHMARKS
 from ..config import PROJECT_ROOT
 from ..config import layout
 from ..launch.override_quoting import override
@@ -30,11 +29,6 @@ from ..launch.override_quoting import override
 log = logging.getLogger(__name__)
 EVAL_FAILED = layout.FAILED  # <run dir>/eval/<benchmark>/FAILED
 _STDERR_TAIL_LINES = 40
-
-
-def benchmarks() -> list[str]:
-    """The names ``evaluate=[...]`` accepts (prefexp/benchmark_registry.py), sorted."""
-    return sorted(BENCHMARKS)
 
 
 def evaluation_command(run_dir: Path, name: str, overrides: Sequence[str]) -> list[str]:

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from prefexp.evaluation import config, handoff, results, runner
+from prefexp.evaluation import config, results, runner
 from prefexp.benchmark_registry import BENCHMARKS, unknown_benchmark
 from prefexp.reporting import collect
 
@@ -33,9 +33,9 @@ def test_registry_names_are_the_benchmark_yaml_files():
 
 @pytest.mark.parametrize("table", [
     runner.BENCHMARKS, config.SCHEMAS, results.HEADLINE, results.DECIMALS, collect.HEADLINE,
-    dict.fromkeys(config.BENCHMARKS), dict.fromkeys(handoff.benchmarks())],
+    dict.fromkeys(config.BENCHMARKS)],
     ids=["runner.BENCHMARKS", "config.SCHEMAS", "results.HEADLINE", "results.DECIMALS", "collect.HEADLINE",
-         "config.BENCHMARKS", "handoff.benchmarks"])
+         "config.BENCHMARKS"])
 def test_every_derived_table_has_exactly_the_registry_keys(table):
     assert sorted(table) == sorted(BENCHMARKS)
 
@@ -46,7 +46,6 @@ def test_derived_values_are_the_registry_entries():
         assert config.SCHEMAS[name].name == name  # the schema's own default name
         assert collect.HEADLINE[name] == b.headline and b.headline in b.summary
         assert results.HEADLINE[name] == b.summary and results.DECIMALS[name] == b.decimals
-    assert handoff.benchmarks() == sorted(BENCHMARKS)
     # the values the tables held before the registry
     assert collect.HEADLINE == {"alpaca_eval": "length_controlled_winrate", "mt_bench": "score", "sandbox": "win_rate"}
     assert results.DECIMALS == {"alpaca_eval": 2, "mt_bench": 6, "sandbox": 3}
