@@ -24,13 +24,12 @@ from pathlib import Path
 import hydra
 from omegaconf import DictConfig, OmegaConf
 
-from .config import CONFIG_DIR
-from .config import layout
-from .setup.preflight import preflight_run_dir
+from .config import CONFIG_DIR, layout
 from .config.settings import ConfigError, Settings
-from .setup.validate import validate
 from .errors import InputError, print_error
 from .redact import install_log_redaction
+from .setup.preflight import preflight_run_dir
+from .setup.validate import validate
 
 log = logging.getLogger("prefexp.train")
 
@@ -137,10 +136,9 @@ def _check_run_config(settings: Settings, resolved: dict, run_dir: Path, nproc: 
 
 def _train_here(settings: Settings, resolved: dict, run_dir: Path) -> None:
     from .engine import distributed
+    from .engine.shared_paths import check_shared_paths
     from .pipeline import train
     from .tracking import finish_tracking, start_tracking
-
-    from .engine.shared_paths import check_shared_paths
 
     wandb_run = None
     try:

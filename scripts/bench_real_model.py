@@ -1,7 +1,7 @@
 """The ``tiny-gpt2`` preset of scripts/bench_train.py: the real-model path as a new user runs it.
 
     python scripts/bench_train.py --preset tiny-gpt2                    # this tree
-    python scripts/bench_train.py --preset tiny-gpt2 --tree /work/main  # before/after: another checkout
+    python scripts/bench_train.py --preset tiny-gpt2 --tree ../old-checkout  # before/after: another checkout
     python scripts/bench_train.py --preset tiny-gpt2 --tree ../main --tree .
 
 Each tree runs ``python -m prefexp.train`` (the issue's command: ``model=hf`` on the tiny GPT-2 of

@@ -42,12 +42,16 @@ def world_size() -> int:
     return int(os.environ.get("WORLD_SIZE", "1"))
 
 
+# A launcher's node rank (set by prefexp.launch.nodes.enter_node; ranks have torchrun's GROUP_RANK).
+NODE_RANK_ENV = "PREFEXP_NODE_RANK"
+
+
 def node_rank() -> int:
     """This process's node of the job: torchrun's GROUP_RANK in a rank, else the launcher's node
-    (prefexp.launch.nodes.enter_node; 0 on one node)."""
+    (0 on one node)."""
     if in_launch():
         return int(os.environ.get("GROUP_RANK", "0"))
-    return int(os.environ.get("PREFEXP_NODE_RANK", "0"))
+    return int(os.environ.get(NODE_RANK_ENV, "0"))
 
 
 def spans_nodes() -> bool:

@@ -18,11 +18,9 @@ import os
 import subprocess
 from dataclasses import dataclass
 
+from ..engine.distributed import NODE_RANK_ENV
 from ..errors import InputError
 
-# The launcher's node rank, for the process-level questions prefexp.engine.distributed answers
-# (ranks have torchrun's GROUP_RANK instead).
-NODE_RANK_ENV = "PREFEXP_NODE_RANK"
 DEFAULT_SLURM_PORT = "29400"
 
 
@@ -36,6 +34,11 @@ class Nodes:
     @property
     def multi(self) -> bool:
         return self.count > 1
+
+    @property
+    def where(self) -> str:
+        """" on node K of N" for messages on several nodes, else nothing."""
+        return f" on node {self.rank} of {self.count}" if self.multi else ""
 
 
 def job_nodes(nodes: int, rdzv_endpoint: str | None) -> Nodes:

@@ -134,8 +134,7 @@ def spawn_ranks(nproc: int, overrides: Sequence[str], run_dir: Path, config_name
     No rank outlives the launcher: SIGTERM / SIGINT / SIGHUP to it are forwarded to torchrun, and
     torchrun gets SIGTERM from the kernel if the launcher dies without a word (SIGKILL, OOM)."""
     cmd = torchrun_command(nproc, overrides, run_dir, config_name, nodes, capture_logs=not sys.stderr.isatty())
-    where = f" on node {nodes.rank} of {nodes.count}" if nodes.multi else ""
-    log.info("launching %d rank(s)%s in %s: %s", nproc, where, run_dir, " ".join(cmd[1:]))
+    log.info("launching %d rank(s)%s in %s: %s", nproc, nodes.where, run_dir, " ".join(cmd[1:]))
     env = {**os.environ, **(env or {}), "PREFEXP_SPAWNED": "1"}  # the launching process evaluates, not rank 0
     for key in ("RANK", "LOCAL_RANK", "WORLD_SIZE", "LOCAL_WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT"):
         env.pop(key, None)
@@ -159,8 +158,7 @@ def spawn_ranks(nproc: int, overrides: Sequence[str], run_dir: Path, config_name
     if received:
         return received[0]
     if rc != 0:
-        where = f" on node {nodes.rank} of {nodes.count}" if nodes.multi else ""
-        raise RuntimeError(f"{nproc} rank(s){where} exited with code {rc}; per-rank logs: "
+        raise RuntimeError(f"{nproc} rank(s){nodes.where} exited with code {rc}; per-rank logs: "
                            f"{launch_log_dir(run_dir, nodes)}\n" + rank_log_tail(run_dir))
     return None
 

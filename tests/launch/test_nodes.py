@@ -25,6 +25,7 @@ def clean_env(monkeypatch):
 def test_one_node_by_default():
     assert job_nodes(1, None) == Nodes() and not Nodes().multi
     assert torchrun_node_args(Nodes()) == ["--standalone"]
+    assert Nodes().where == "" and Nodes(2, 1, "h", 1).where == " on node 1 of 2"  # for the launchers' lines
 
 
 def test_by_hand_nodes_rank_and_endpoint(monkeypatch):

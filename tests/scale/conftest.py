@@ -27,11 +27,20 @@ def tiny() -> list[str]:
     return list(TINY)
 
 
+LAUNCHER_ENV = ("RANK", "LOCAL_RANK", "WORLD_SIZE", "LOCAL_WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT")
+
+
+def clean_env(env: dict | None = None) -> dict:
+    """os.environ plus ``env``, without a launcher's variables (never inherited from the test runner)."""
+    full_env = {**os.environ, **(env or {})}
+    for key in LAUNCHER_ENV:
+        full_env.pop(key, None)
+    return full_env
+
+
 def run(cmd: list[str], timeout: int = 600, env: dict | None = None) -> subprocess.CompletedProcess:
     """Run a command in the repo root; fail with its output tail on a non-zero exit."""
-    full_env = {**os.environ, **(env or {})}
-    for key in ("RANK", "LOCAL_RANK", "WORLD_SIZE", "LOCAL_WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT"):
-        full_env.pop(key, None)  # never inherit a launcher's env from the test runner
+    full_env = clean_env(env)
     proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=timeout, env=full_env)
     assert proc.returncode == 0, f"rc={proc.returncode}\n{proc.stdout[-3000:]}\n{proc.stderr[-6000:]}"
     return proc

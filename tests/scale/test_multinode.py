@@ -12,7 +12,6 @@ two commands resume from the newest complete checkpoint to the uninterrupted run
 """
 from __future__ import annotations
 
-import os
 import socket
 import subprocess
 import sys
@@ -23,7 +22,7 @@ import pytest
 
 from prefexp.engine.checkpoints import newest_complete_checkpoint
 
-from .conftest import REPO, read_jsonl, run, train_cmd
+from .conftest import REPO, clean_env, read_jsonl, run, train_cmd
 
 pytestmark = pytest.mark.slow
 
@@ -41,9 +40,7 @@ def launch_nodes(run_dir: Path, caches: tuple[Path, Path], overrides: list[str],
     port = free_port()
     procs = []
     for node in (1, 0):
-        env = {k: v for k, v in os.environ.items()
-               if k not in ("RANK", "LOCAL_RANK", "WORLD_SIZE", "LOCAL_WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT")}
-        env.update(NODE_RANK=str(node), PREFEXP_CACHE=str(caches[node]))
+        env = clean_env({"NODE_RANK": str(node), "PREFEXP_CACHE": str(caches[node])})
         cmd = train_cmd(*overrides, "trainer.nodes=2", f"trainer.rdzv_endpoint=127.0.0.1:{port}",
                         f"hydra.run.dir={run_dir}")
         log = run_dir.parent / f"{run_dir.name}{tag}.node-{node}.log"
